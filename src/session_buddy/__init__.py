@@ -1,0 +1,3 @@
+"""session-buddy: lifecycle tracking for interactive shells and agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from session_buddy.cli import main
+
+main()

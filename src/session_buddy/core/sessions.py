@@ -1,0 +1,286 @@
+"""The session state machine as transactions, written once for every engine.
+
+Each function runs inside one write transaction (see `Store.write`) and appends what it
+did to the event log in that same transaction. Correctness under concurrency comes from
+constraints and conditional updates, never from process-local locks, so it holds with
+several server processes on one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from session_buddy.core.states import SessionStatus
+from session_buddy.core.store.base import Tx
+from session_buddy.core.timestamps import from_micros
+
+_ABANDON = (
+    "status = 'abandoned', ended_us = last_seen_us, "
+    "duration_seconds = (last_seen_us - started_us) / 1000000.0, end_reason = ?"
+)
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A validated start event, flattened for storage."""
+
+    event_id: str
+    component_name: str
+    shell_type: str
+    pid: int
+    hostname: str
+    username: str
+    home: str
+    cwd: str
+    python_version: str
+    platform: str
+    started_us: int
+    start_metadata: str
+    payload: str
+    external_id: str | None = None
+    previous_session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """A validated end event, classified."""
+
+    session_id: str
+    ended_us: int
+    status: SessionStatus
+    end_reason: str | None
+    exit_code: int | None
+    end_metadata: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    session_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class EndOutcome:
+    session_id: str
+    found: bool
+    changed: bool = False
+    session_status: str | None = None
+    duration_seconds: float | None = None
+    clamped: bool = False
+
+
+@dataclass(frozen=True)
+class HeartbeatOutcome:
+    session_id: str
+    found: bool
+    session_status: str | None = None
+
+
+def log_event(
+    tx: Tx,
+    received_us: int,
+    event_type: str,
+    session_id: str | None,
+    event_id: str | None,
+    outcome: str,
+    payload: str,
+) -> None:
+    tx.run(
+        "INSERT INTO events (received_us, event_type, session_id, event_id, outcome, payload) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (received_us, event_type, session_id, event_id, outcome, payload),
+    )
+
+
+def session_id_base(component_name: str, started_us: int) -> str:
+    """`{component_name}-{YYYYMMDD-HHMMSS}` of the UTC start time, as the seed defines."""
+    t = from_micros(started_us)  # strftime's %Y does not pad years before 1000
+    return (
+        f"{component_name}-{t.year:04d}{t.month:02d}{t.day:02d}-"
+        f"{t.hour:02d}{t.minute:02d}{t.second:02d}"
+    )
+
+
+def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
+    """Create the session, or return the one this event id already created."""
+    session_id, created = _insert_with_unique_id(tx, new, received_us)
+    if created:
+        _supersede_same_process(tx, new, session_id, received_us)
+    log_event(
+        tx,
+        received_us,
+        "session_start",
+        session_id,
+        new.event_id,
+        "tracked" if created else "duplicate",
+        new.payload,
+    )
+    return StartOutcome(session_id, created)
+
+
+def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
+    """A new start from the same (hostname, pid) means the previous session is gone."""
+    superseded = tx.all(
+        f"UPDATE sessions SET {_ABANDON} "
+        "WHERE hostname = ? AND pid = ? AND status = 'active' AND started_us <= ? "
+        "AND session_id <> ? RETURNING session_id",
+        ("superseded", new.hostname, new.pid, new.started_us, session_id),
+    )
+    for row in superseded:
+        log_event(tx, received_us, "reap", row["session_id"], None, "abandoned", '"superseded"')
+
+
+def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[str, bool]:
+    """Insert under the first free `-N` suffix; (id, False) if the event id exists."""
+    base = session_id_base(new.component_name, new.started_us)
+    seq = 1
+    while True:
+        session_id = base if seq == 1 else f"{base}-{seq}"
+        inserted = tx.one(
+            "INSERT INTO sessions (session_id, id_base, id_seq, event_id, component_name, "
+            "shell_type, pid, hostname, username, home, cwd, python_version, platform, "
+            "status, started_us, last_seen_us, received_us, start_metadata, external_id, "
+            "previous_session_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING session_id",
+            (
+                session_id,
+                base,
+                seq,
+                new.event_id,
+                new.component_name,
+                new.shell_type,
+                new.pid,
+                new.hostname,
+                new.username,
+                new.home,
+                new.cwd,
+                new.python_version,
+                new.platform,
+                new.started_us,
+                new.started_us,
+                received_us,
+                new.start_metadata,
+                new.external_id,
+                new.previous_session_id,
+            ),
+        )
+        if inserted is not None:
+            return session_id, True
+        # This event id was seen before, or another session holds this id: take the next.
+        existing = tx.one("SELECT session_id FROM sessions WHERE event_id = ?", (new.event_id,))
+        if existing is not None:
+            return str(existing["session_id"]), False
+        row = tx.one("SELECT MAX(id_seq) AS seq FROM sessions WHERE id_base = ?", (base,))
+        seq = max(seq, int(row["seq"]) if row and row["seq"] is not None else 0) + 1
+
+
+def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
+    """End an active or abandoned session; an ended one stays as it is."""
+    updated = tx.one(
+        "UPDATE sessions SET status = ?, ended_us = ?, "
+        "duration_seconds = CASE WHEN ? >= started_us "
+        "THEN (? - started_us) / 1000000.0 ELSE 0.0 END, "
+        "end_reason = ?, exit_code = ?, end_metadata = ? "
+        "WHERE session_id = ? AND status IN ('active', 'abandoned') "
+        "RETURNING started_us, duration_seconds",
+        (
+            end.status.value,
+            end.ended_us,
+            end.ended_us,
+            end.ended_us,
+            end.end_reason,
+            end.exit_code,
+            end.end_metadata,
+            end.session_id,
+        ),
+    )
+    if updated is not None:
+        outcome = EndOutcome(
+            end.session_id,
+            found=True,
+            changed=True,
+            session_status=end.status.value,
+            duration_seconds=float(updated["duration_seconds"]),
+            clamped=end.ended_us < int(updated["started_us"]),
+        )
+    else:
+        current = tx.one(
+            "SELECT status, duration_seconds FROM sessions WHERE session_id = ?",
+            (end.session_id,),
+        )
+        outcome = EndOutcome(
+            end.session_id,
+            found=current is not None,
+            session_status=current["status"] if current else None,
+            duration_seconds=current["duration_seconds"] if current else None,
+        )
+    unchanged = "duplicate" if outcome.found else "not_found"
+    logged = end.status.value if outcome.changed else unchanged
+    log_event(tx, received_us, "session_end", end.session_id, None, logged, end.payload)
+    return outcome
+
+
+def record_heartbeat(
+    tx: Tx, session_id: str, seen_us: int, received_us: int, payload: str
+) -> HeartbeatOutcome:
+    """Refresh an active session; a heartbeat also revives an abandoned one."""
+    row = tx.one(
+        "UPDATE sessions SET status = 'active', ended_us = NULL, duration_seconds = NULL, "
+        "end_reason = NULL, received_us = ?, "
+        "last_seen_us = CASE WHEN ? > last_seen_us THEN ? ELSE last_seen_us END "
+        "WHERE session_id = ? AND status IN ('active', 'abandoned') RETURNING status",
+        (received_us, seen_us, seen_us, session_id),
+    )
+    if row is None:
+        current = tx.one("SELECT status FROM sessions WHERE session_id = ?", (session_id,))
+        status = str(current["status"]) if current else None
+        outcome = HeartbeatOutcome(session_id, current is not None, status)
+    else:
+        outcome = HeartbeatOutcome(session_id, True, "active")
+    log_event(
+        tx,
+        received_us,
+        "heartbeat",
+        session_id,
+        None,
+        "recorded" if row else "ignored" if outcome.found else "not_found",
+        payload,
+    )
+    return outcome
+
+
+def abandon_stale(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
+    """Abandon active sessions not heard from (server clock) since `cutoff_us`."""
+    rows = tx.all(
+        f"UPDATE sessions SET {_ABANDON} "
+        "WHERE status = 'active' AND received_us < ? RETURNING session_id",
+        ("timeout", cutoff_us),
+    )
+    ids = [str(row["session_id"]) for row in rows]
+    for session_id in ids:
+        log_event(tx, now_us, "reap", session_id, None, "abandoned", '"timeout"')
+    return ids
+
+
+def active_on_host(tx: Tx, hostname: str) -> list[tuple[str, int, int]]:
+    """(session_id, pid, started_us) of every active session on one host."""
+    rows = tx.all(
+        "SELECT session_id, pid, started_us FROM sessions WHERE hostname = ? AND status = 'active'",
+        (hostname,),
+    )
+    return [(str(r["session_id"]), int(r["pid"]), int(r["started_us"])) for r in rows]
+
+
+def abandon_sessions(tx: Tx, reasons: dict[str, str], now_us: int) -> list[str]:
+    """Abandon the given sessions if they are still active; return those abandoned."""
+    abandoned = []
+    for session_id, reason in reasons.items():
+        if tx.run(
+            f"UPDATE sessions SET {_ABANDON} WHERE session_id = ? AND status = 'active'",
+            (reason, session_id),
+        ):
+            log_event(tx, now_us, "reap", session_id, None, "abandoned", f'"{reason}"')
+            abandoned.append(session_id)
+    return abandoned

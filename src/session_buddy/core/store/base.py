@@ -1,0 +1,43 @@
+"""What the session logic needs from a database, whichever engine is behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+
+
+class Tx(Protocol):
+    """One open transaction. SQL uses `?` placeholders on every engine."""
+
+    dialect: str
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute a statement and return the number of rows it changed."""
+        ...
+
+
+class Store(Protocol):
+    """A session database: transactions in, results out, safe to share across tasks."""
+
+    url: str
+
+    async def write(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in a write transaction; return once it is durably committed."""
+        ...
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in a read-only snapshot."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class StoreClosedError(RuntimeError):
+    """The store was closed; no more work is accepted."""

@@ -1,0 +1,121 @@
+"""Versioned schema migrations, shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from session_buddy.core.store.base import Tx
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+# `{id}` becomes the engine's auto-increment primary key column type.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "sessions and event log",
+        (
+            """CREATE TABLE sessions (
+                session_id TEXT PRIMARY KEY,
+                id_base TEXT NOT NULL,
+                id_seq INTEGER NOT NULL,
+                event_id TEXT NOT NULL UNIQUE,
+                component_name TEXT NOT NULL,
+                shell_type TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                hostname TEXT NOT NULL,
+                username TEXT NOT NULL,
+                home TEXT NOT NULL,
+                cwd TEXT NOT NULL,
+                python_version TEXT NOT NULL,
+                platform TEXT NOT NULL,
+                status TEXT NOT NULL
+                    CHECK (status IN ('active', 'ended', 'crashed', 'abandoned')),
+                started_us BIGINT NOT NULL,
+                ended_us BIGINT,
+                last_seen_us BIGINT NOT NULL,
+                received_us BIGINT NOT NULL,
+                duration_seconds DOUBLE PRECISION,
+                end_reason TEXT,
+                exit_code INTEGER,
+                start_metadata TEXT NOT NULL,
+                end_metadata TEXT,
+                external_id TEXT,
+                previous_session_id TEXT,
+                UNIQUE (id_base, id_seq)
+            )""",
+            "CREATE INDEX sessions_by_start ON sessions (started_us, session_id)",
+            "CREATE INDEX sessions_by_status ON sessions (status, started_us, session_id)",
+            "CREATE INDEX sessions_by_component ON sessions "
+            "(component_name, started_us, session_id)",
+            "CREATE INDEX sessions_by_shell ON sessions (shell_type, started_us, session_id)",
+            "CREATE INDEX sessions_by_host ON sessions (hostname, started_us, session_id)",
+            "CREATE INDEX sessions_by_user ON sessions (username, started_us, session_id)",
+            "CREATE INDEX sessions_active_by_process ON sessions (hostname, pid, started_us) "
+            "WHERE status = 'active'",
+            "CREATE INDEX sessions_active_by_receipt ON sessions (received_us) "
+            "WHERE status = 'active'",
+            "CREATE INDEX sessions_by_external_id ON sessions (external_id, started_us) "
+            "WHERE external_id IS NOT NULL",
+            """CREATE TABLE events (
+                id {id},
+                received_us BIGINT NOT NULL,
+                event_type TEXT NOT NULL,
+                session_id TEXT,
+                event_id TEXT,
+                outcome TEXT NOT NULL,
+                payload TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_by_session ON events (session_id, id)",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+_ID_COLUMN = {
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+}
+
+
+def ensure_version_table(tx: Tx) -> None:
+    tx.run(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_us BIGINT NOT NULL)"
+    )
+
+
+def current_version(tx: Tx) -> int:
+    row = tx.one("SELECT MAX(version) AS version FROM schema_migrations")
+    return int(row["version"]) if row and row["version"] is not None else 0
+
+
+def apply_pending(tx: Tx, now_us: int) -> list[int]:
+    """Apply every migration newer than the database; return the versions applied.
+
+    The caller holds the engine's write lock, so concurrent openers apply each once.
+    """
+    ensure_version_table(tx)
+    version = current_version(tx)
+    if version > LATEST_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this session-buddy "
+            f"(knows up to {LATEST_VERSION}); upgrade session-buddy"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        for statement in migration.statements:
+            tx.run(statement.replace("{id}", _ID_COLUMN[tx.dialect]))
+        tx.run(
+            "INSERT INTO schema_migrations (version, name, applied_us) VALUES (?, ?, ?)",
+            (migration.version, migration.name, now_us),
+        )
+        applied.append(migration.version)
+    return applied

@@ -1,0 +1,347 @@
+"""Wire format version 1.0: session events, their results, and their validation.
+
+Compatible with existing Session-Buddy clients (same field names, defaults, validator
+names and message phrases) and stricter where the original was wrong: timestamps must be
+real instants and client-supplied sizes are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Self
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from session_buddy.core.timestamps import parse_timestamp
+
+SCHEMA_VERSION = "1.0"
+JSON_SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+COMPONENT_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
+METADATA_MAX_BYTES = 64 * 1024
+METADATA_MAX_DEPTH = 10
+START_STATUSES = ("tracked", "error")
+END_STATUSES = ("ended", "error", "not_found")
+
+_COMPONENT_NAME = re.compile(COMPONENT_NAME_PATTERN)
+
+
+class JsonSchemaMixin:
+    """JSON Schema export and JSON validation helpers shared by every wire model."""
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The model's JSON Schema (draft 2020-12), tagged with the wire version."""
+        model = _as_model_class(cls)
+        schema = model.model_json_schema()
+        schema["$schema"] = JSON_SCHEMA_DRAFT
+        schema["event_version"] = SCHEMA_VERSION
+        return schema
+
+    @classmethod
+    def validate_json(cls, json_data: str | bytes | dict[str, Any]) -> Any:
+        """Validate a JSON document (text or already decoded) into a model instance."""
+        model = _as_model_class(cls)
+        data = json.loads(json_data) if isinstance(json_data, str | bytes) else json_data
+        return model.model_validate(data)
+
+    @classmethod
+    def validate_json_safe(
+        cls, json_data: str | bytes | dict[str, Any]
+    ) -> tuple[Any, ValidationError | None]:
+        """Like validate_json, but returns (instance, None) or (None, error)."""
+        try:
+            return cls.validate_json(json_data), None
+        except ValidationError as exc:
+            return None, exc
+
+
+def _as_model_class(cls: type) -> type[BaseModel]:
+    if not issubclass(cls, BaseModel):
+        raise TypeError(f"{cls.__name__} is not a pydantic model")
+    return cls
+
+
+def check_metadata(value: dict[str, Any], field: str = "metadata") -> dict[str, Any]:
+    """Reject metadata that is not plain JSON, too large or too deeply nested."""
+    if not value:
+        return value
+    depth = _depth(value)
+    if depth > METADATA_MAX_DEPTH:
+        raise ValueError(
+            f"{field} is nested {depth} levels deep (at most {METADATA_MAX_DEPTH} allowed)"
+        )
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field} must be JSON-serializable: {exc}") from exc
+    size = len(encoded.encode())
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(
+            f"{field} is {size} bytes serialized (at most {METADATA_MAX_BYTES} allowed)"
+        )
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of containers; stops counting once past the limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > METADATA_MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _check_timestamp(value: str) -> str:
+    parse_timestamp(value)
+    return value
+
+
+class UserInfo(BaseModel, JsonSchemaMixin):
+    """The user running the shell."""
+
+    username: str = Field(..., max_length=100, description="System username")
+    home: str = Field(..., max_length=500, description="Home directory")
+
+    @field_validator("username", "home")
+    @classmethod
+    def strip_whitespace(cls, v: str) -> str:
+        return v.strip()
+
+
+class EnvironmentInfo(BaseModel, JsonSchemaMixin):
+    """The interpreter and place the shell runs in."""
+
+    python_version: str = Field(..., max_length=100, description="Python version")
+    platform: str = Field(..., max_length=255, description="Platform identifier")
+    cwd: str = Field(..., max_length=500, description="Current working directory")
+
+    @field_validator("cwd")
+    @classmethod
+    def strip_whitespace(cls, v: str) -> str:
+        return v.strip()
+
+
+class _Event(BaseModel, JsonSchemaMixin):
+    """Remembers whether an instance went through validation (model_construct skips it)."""
+
+    _validated: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _mark_validated(self) -> Self:
+        self._validated = True
+        return self
+
+    @property
+    def is_validated(self) -> bool:
+        return self._validated
+
+
+class SessionStartEvent(_Event):
+    """Sent by a shell when it starts."""
+
+    event_version: str = Field(..., max_length=16, description="Wire format version ('1.0')")
+    event_id: str = Field(..., max_length=64, description="Unique event id (RFC 4122 UUID)")
+    event_type: str = Field(default="session_start", max_length=32)
+    component_name: str = Field(
+        ..., max_length=100, description=f"Component name, {COMPONENT_NAME_PATTERN}"
+    )
+    shell_type: str = Field(..., max_length=100, description="Shell class, e.g. 'IPythonShell'")
+    timestamp: str = Field(..., max_length=64, description="ISO 8601 start time")
+    pid: int = Field(..., ge=1, le=4194304, description="Process id")
+    user: UserInfo
+    hostname: str = Field(..., max_length=255)
+    environment: EnvironmentInfo
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event_id")
+    @classmethod
+    def validate_uuid(cls, v: str) -> str:
+        try:
+            UUID(v)
+        except ValueError as exc:
+            raise ValueError(f"Invalid UUID v4 format: {v!r}") from exc
+        return v
+
+    @field_validator("event_version")
+    @classmethod
+    def validate_version(cls, v: str) -> str:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"Unsupported event version: {v!r} (expected '{SCHEMA_VERSION}')")
+        return v
+
+    @field_validator("event_type")
+    @classmethod
+    def validate_event_type(cls, v: str) -> str:
+        if v != "session_start":
+            raise ValueError(f"Invalid event_type for SessionStartEvent: {v!r}")
+        return v
+
+    @field_validator("component_name")
+    @classmethod
+    def validate_component_name(cls, v: str) -> str:
+        if not _COMPONENT_NAME.match(v):
+            raise ValueError(
+                f"Invalid component_name {v!r}: must match pattern {COMPONENT_NAME_PATTERN}"
+            )
+        return v
+
+    @field_validator("timestamp")
+    @classmethod
+    def validate_timestamp(cls, v: str) -> str:
+        return _check_timestamp(v)
+
+    @field_validator("metadata")
+    @classmethod
+    def validate_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_metadata(v)
+
+    @model_validator(mode="after")
+    def validate_consistency(self) -> Self:
+        if self.event_type != "session_start":
+            raise ValueError(
+                f"event_type must be 'session_start' for SessionStartEvent, got {self.event_type!r}"
+            )
+        return self
+
+    @property
+    def started_at(self) -> datetime:
+        """The start instant in UTC."""
+        return parse_timestamp(self.timestamp)
+
+
+class SessionEndEvent(_Event):
+    """Sent by a shell when it exits."""
+
+    event_type: str = Field(default="session_end", max_length=32)
+    session_id: str = Field(..., min_length=1, max_length=200)
+    timestamp: str = Field(..., max_length=64, description="ISO 8601 end time")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="exit_code, exit_reason and anything else"
+    )
+
+    @field_validator("event_type")
+    @classmethod
+    def validate_event_type(cls, v: str) -> str:
+        if v != "session_end":
+            raise ValueError(f"Invalid event_type for SessionEndEvent: {v!r}")
+        return v
+
+    @field_validator("timestamp")
+    @classmethod
+    def validate_timestamp(cls, v: str) -> str:
+        return _check_timestamp(v)
+
+    @field_validator("metadata")
+    @classmethod
+    def validate_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_metadata(v)
+
+    @property
+    def ended_at(self) -> datetime:
+        """The end instant in UTC."""
+        return parse_timestamp(self.timestamp)
+
+
+def _check_status(v: str, allowed: tuple[str, ...]) -> str:
+    if v not in allowed:
+        raise ValueError(f"Invalid status: {v!r} (must be one of {', '.join(allowed)})")
+    return v
+
+
+class SessionStartResult(BaseModel, JsonSchemaMixin):
+    """What happened to a start event."""
+
+    session_id: str | None = Field(..., description="The session's id; None on error")
+    status: str = Field(..., json_schema_extra={"enum": list(START_STATUSES)})
+    error: str | None = None
+
+    @field_validator("status")
+    @classmethod
+    def validate_status(cls, v: str) -> str:
+        return _check_status(v, START_STATUSES)
+
+    @model_validator(mode="after")
+    def validate_consistency(self) -> Self:
+        _check_status(self.status, START_STATUSES)
+        if self.status == "error":
+            if self.session_id is not None:
+                raise ValueError("session_id must be None when status is 'error'")
+            if self.error is None:
+                raise ValueError("error message required when status is 'error'")
+        elif self.status == "tracked":
+            if self.session_id is None:
+                raise ValueError("session_id required when status is 'tracked'")
+            if self.error is not None:
+                raise ValueError("error must be None when status is 'tracked'")
+        return self
+
+
+class SessionEndResult(BaseModel, JsonSchemaMixin):
+    """What happened to an end event (`status`) and to its session (`session_status`)."""
+
+    session_id: str
+    status: str = Field(..., json_schema_extra={"enum": list(END_STATUSES)})
+    error: str | None = None
+    session_status: str | None = Field(
+        default=None, description="The session's final state: ended, crashed, ..."
+    )
+    duration_seconds: float | None = None
+    warning: str | None = Field(default=None, description="Set when the end was clamped")
+
+    @field_validator("status")
+    @classmethod
+    def validate_status(cls, v: str) -> str:
+        return _check_status(v, END_STATUSES)
+
+    @model_validator(mode="after")
+    def validate_consistency(self) -> Self:
+        _check_status(self.status, END_STATUSES)
+        if self.status == "error" and self.error is None:
+            raise ValueError("error message required when status is 'error'")
+        if self.status in {"ended", "not_found"} and self.error is not None:
+            raise ValueError("error must be None when status is 'ended' or 'not_found'")
+        return self
+
+
+class ErrorResponse(BaseModel, JsonSchemaMixin):
+    """A generic error answer."""
+
+    error: str
+    detail: str
+    error_code: str | None = None
+
+
+def get_session_start_event_schema() -> dict[str, Any]:
+    return SessionStartEvent.json_schema()
+
+
+def get_session_end_event_schema() -> dict[str, Any]:
+    return SessionEndEvent.json_schema()
+
+
+def get_session_start_result_schema() -> dict[str, Any]:
+    return SessionStartResult.json_schema()
+
+
+def get_session_end_result_schema() -> dict[str, Any]:
+    return SessionEndResult.json_schema()

@@ -1,0 +1,119 @@
+"""Opening stores: URLs, the default location, schema versions, and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from session_buddy.core import SessionLifecycleManager
+from session_buddy.core.store import SQLiteStore, open_store
+from session_buddy.core.store.migrations import LATEST_VERSION
+
+
+def pragma(path: Path, name: str) -> object:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        connection.close()
+
+
+async def test_default_store_lives_under_xdg_data_home(isolated_default_store: Path) -> None:
+    async with SessionLifecycleManager() as manager:
+        assert manager.database_url == f"sqlite:///{isolated_default_store}"
+    assert isolated_default_store.exists()
+    assert pragma(isolated_default_store, "journal_mode") == "wal"
+
+
+async def test_environment_variable_names_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "nested" / "from-env.db"
+    monkeypatch.setenv("SESSION_BUDDY_DATABASE_URL", f"sqlite:///{target}")
+    async with SessionLifecycleManager() as manager:
+        assert manager.database_url == f"sqlite:///{target}"
+    assert target.exists()
+
+
+async def test_relative_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///relative.db")
+    await store.close()
+    assert (tmp_path / "relative.db").exists()
+
+
+async def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
+    database = tmp_path / "m.db"
+    for _ in range(2):
+        store = open_store(f"sqlite:///{database}")
+        await store.close()
+    connection = sqlite3.connect(database)
+    try:
+        versions = connection.execute("SELECT version FROM schema_migrations").fetchall()
+    finally:
+        connection.close()
+    assert versions == [(v,) for v in range(1, LATEST_VERSION + 1)]
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "future.db"
+    connection = sqlite3.connect(database)
+    connection.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_us INT)"
+    )
+    connection.execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
+    connection.commit()
+    connection.close()
+    with pytest.raises(RuntimeError, match="newer than this session-buddy"):
+        SQLiteStore(str(database))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nonsense", "Invalid database URL"),
+        ("mysql://root@localhost/db", "Unsupported database URL scheme"),
+        ("sqlite://", "Invalid SQLite URL"),
+        ("sqlite:///:memory:", "needs a file path"),
+    ],
+)
+def test_bad_urls_are_explained(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_store(url)
+
+
+async def test_synchronous_mode_is_full_by_default_and_configurable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(str(tmp_path / "a.db"))
+    assert await store.read(lambda tx: tx.one("PRAGMA synchronous")[0]) == 2  # type: ignore[index]
+    await store.close()
+    with pytest.raises(ValueError, match="Invalid SQLite synchronous mode"):
+        SQLiteStore(str(tmp_path / "b.db"), synchronous="SOMETIMES")
+
+
+async def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "c.db"))
+    await store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.write(lambda tx: tx.run("SELECT 1"))
+
+
+async def test_a_failing_write_does_not_take_its_batch_down(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "d.db"))
+    await store.write(lambda tx: tx.run("CREATE TABLE t (v INTEGER NOT NULL)"))
+
+    results = await asyncio.gather(
+        *(
+            store.write(lambda tx, v=v: tx.run("INSERT INTO t (v) VALUES (?)", (v,)))  # type: ignore[misc]
+            for v in (1, 2, None, 4)
+        ),
+        return_exceptions=True,
+    )
+    assert [isinstance(r, sqlite3.IntegrityError) for r in results] == [False, False, True, False]
+    rows = await store.read(lambda tx: tx.all("SELECT v FROM t ORDER BY v"))
+    assert [r["v"] for r in rows] == [1, 2, 4]
+    await store.close()
