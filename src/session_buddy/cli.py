@@ -64,6 +64,82 @@ def main() -> None:
     """Track the lifecycle of interactive shells and agents."""
 
 
+@main.command("serve")
+@database_url_option
+@click.option("--http", "use_http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address to bind.")
+@click.option("--port", type=int, default=8678, show_default=True, help="HTTP port.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Extra Host header value to accept (DNS-rebinding protection); repeatable.",
+)
+@click.option(
+    "--insecure-bind",
+    is_flag=True,
+    help="Allow a non-loopback --host without SESSION_BUDDY_SECRET.",
+)
+def serve_command(
+    database_url: str | None,
+    use_http: bool,
+    host: str,
+    port: int,
+    allowed_hosts: tuple[str, ...],
+    insecure_bind: bool,
+) -> None:
+    """Run the MCP server (stdio by default, --http for streamable HTTP on /mcp)."""
+    from session_buddy.mcp.serve import configure_logging, serve_http, serve_stdio
+
+    configure_logging()
+    try:
+        if use_http:
+            asyncio.run(
+                serve_http(
+                    database_url,
+                    host=host,
+                    port=port,
+                    allowed_hosts=allowed_hosts,
+                    insecure_bind=insecure_bind,
+                )
+            )
+        else:
+            asyncio.run(serve_stdio(database_url))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for servers that have SESSION_BUDDY_SECRET set."""
+
+
+@token.command("create")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="sessions:read and/or sessions:write (repeat, or space-separate).",
+)
+@click.option("--ttl", type=int, default=3600, show_default=True, help="Lifetime in seconds.")
+@click.option("--subject", default="cli", show_default=True, help="Who the token is for.")
+def token_create(scopes: tuple[str, ...], ttl: int, subject: str) -> None:
+    """Mint a token signed with $SESSION_BUDDY_SECRET (printed on the last line)."""
+    from session_buddy.mcp.auth import TokenAuthority
+
+    authority = TokenAuthority.from_environment()
+    if authority is None:
+        raise click.ClickException("SESSION_BUDDY_SECRET is not set")
+    wanted = [scope for value in scopes for scope in value.split()]
+    try:
+        click.echo(authority.create(wanted, ttl, subject))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.group()
 def sessions() -> None:
     """Look at stored sessions."""

@@ -64,6 +64,7 @@ class StartOutcome:
 class EndOutcome:
     session_id: str
     found: bool
+    component_name: str | None = None
     changed: bool = False
     session_status: str | None = None
     duration_seconds: float | None = None
@@ -184,7 +185,7 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
         "THEN (? - started_us) / 1000000.0 ELSE 0.0 END, "
         "end_reason = ?, exit_code = ?, end_metadata = ? "
         "WHERE session_id = ? AND status IN ('active', 'abandoned') "
-        "RETURNING started_us, duration_seconds",
+        "RETURNING started_us, duration_seconds, component_name",
         (
             end.status.value,
             end.ended_us,
@@ -200,6 +201,7 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
         outcome = EndOutcome(
             end.session_id,
             found=True,
+            component_name=str(updated["component_name"]),
             changed=True,
             session_status=end.status.value,
             duration_seconds=float(updated["duration_seconds"]),
@@ -207,12 +209,13 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
         )
     else:
         current = tx.one(
-            "SELECT status, duration_seconds FROM sessions WHERE session_id = ?",
+            "SELECT status, duration_seconds, component_name FROM sessions WHERE session_id = ?",
             (end.session_id,),
         )
         outcome = EndOutcome(
             end.session_id,
             found=current is not None,
+            component_name=current["component_name"] if current else None,
             session_status=current["status"] if current else None,
             duration_seconds=current["duration_seconds"] if current else None,
         )

@@ -8,12 +8,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from session_buddy.core import SessionLifecycleManager
+from session_buddy.core.sessions import EndOutcome
 from session_buddy.mcp.event_models import (
     SessionEndEvent,
     SessionEndResult,
     SessionStartEvent,
     SessionStartResult,
 )
+from session_buddy.mcp.metrics import SessionMetrics
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,10 +51,15 @@ class SessionTracker:
     """Handles session lifecycle events from shells via a SessionLifecycleManager."""
 
     def __init__(
-        self, session_manager: SessionLifecycleManager, logger: logging.Logger | None = None
+        self,
+        session_manager: SessionLifecycleManager,
+        logger: logging.Logger | None = None,
+        *,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.session_manager = session_manager
         self.logger = logger or logging.getLogger(__name__)
+        self.metrics = metrics
 
     async def handle_session_start(self, event: SessionStartEvent) -> SessionStartResult:
         """Track a start; answers status 'tracked' with the session id, or 'error'."""
@@ -64,7 +71,12 @@ class SessionTracker:
             outcome = await self.session_manager.start_session(valid)
         except Exception as exc:
             self.logger.exception("Session start raised")
+            self._reject("store_error")
             return self._start_failed(event, f"Session start failed: {exc}")
+        if self.metrics:
+            self.metrics.event("session_start", "tracked" if outcome.created else "duplicate")
+            if outcome.created:
+                self.metrics.session_started(valid.component_name)
         self.logger.info(
             "Session %s: session_id=%s, component=%s, shell_type=%s, pid=%d, user=%s, hostname=%s",
             "started" if outcome.created else "start repeated",
@@ -90,7 +102,9 @@ class SessionTracker:
             outcome = await self.session_manager.end_session(valid)
         except Exception as exc:
             self.logger.exception("Session end raised")
+            self._reject("store_error")
             return self._end_failed(session_id, f"Session end failed: {exc}")
+        self._count_end(outcome)
         if not outcome.found:
             self.logger.warning("Session end for unknown session_id=%s", valid.session_id)
             return SessionEndResult(session_id=valid.session_id, status="not_found")
@@ -116,9 +130,33 @@ class SessionTracker:
             warning=warning,
         )
 
-    @staticmethod
-    def _invalid(kind: str, exc: Exception) -> str:
-        detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+    def _count_end(self, outcome: EndOutcome) -> None:
+        if self.metrics is None:
+            return
+        if not outcome.found:
+            self.metrics.event("session_end", "not_found")
+        elif not outcome.changed:
+            self.metrics.event("session_end", "duplicate")
+        else:
+            state = outcome.session_status or "ended"
+            self.metrics.event("session_end", state)
+            self.metrics.session_ended(
+                outcome.component_name or "unknown", state, outcome.duration_seconds
+            )
+
+    def _reject(self, reason: str) -> None:
+        if self.metrics:
+            self.metrics.reject(reason)
+
+    def _invalid(self, kind: str, exc: Exception) -> str:
+        if isinstance(exc, ValidationError):
+            errors = exc.errors(include_url=False)
+            field = str(errors[0]["loc"][0]) if errors and errors[0]["loc"] else "event"
+            self._reject(f"invalid_{field}")
+            detail = describe_validation_error(exc)
+        else:
+            self._reject("malformed")
+            detail = str(exc)
         return f"Invalid session {kind} event: {detail}"
 
     def _start_failed(self, event: Any, error: str) -> SessionStartResult:

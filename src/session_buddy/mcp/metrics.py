@@ -1,0 +1,94 @@
+"""Prometheus metrics. Labels are bounded: event type, outcome, component, tool, reason;
+never a session, user or host."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PREFIX = "session_buddy"
+DURATION_BUCKETS = (1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, float("inf"))
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    float("inf"),
+)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class SessionMetrics:
+    """One registry per server, so several servers in one process never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            f"{PREFIX}_events",
+            "Accepted events by type and outcome.",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            f"{PREFIX}_events_rejected",
+            "Rejected events (invalid, unauthorized, failed) by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.started = Counter(
+            f"{PREFIX}_sessions_started",
+            "New sessions by component.",
+            ["component"],
+            registry=self.registry,
+        )
+        self.ended = Counter(
+            f"{PREFIX}_sessions_ended",
+            "Sessions ended by component and final state.",
+            ["component", "state"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            f"{PREFIX}_session_duration_seconds",
+            "Duration of ended sessions (event time).",
+            ["component"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.tool_latency = Histogram(
+            f"{PREFIX}_tool_call_duration_seconds",
+            "MCP tool call latency by tool.",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.active = Gauge(
+            f"{PREFIX}_sessions_active",
+            "Sessions active in the store, read at scrape time.",
+            registry=self.registry,
+        )
+
+    def event(self, event_type: str, outcome: str) -> None:
+        self.events.labels(event_type, outcome).inc()
+
+    def reject(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    def session_started(self, component: str) -> None:
+        self.started.labels(component).inc()
+
+    def session_ended(self, component: str, state: str, duration_seconds: float | None) -> None:
+        self.ended.labels(component, state).inc()
+        if duration_seconds is not None:
+            self.duration.labels(component).observe(duration_seconds)
+
+    def render(self, active_sessions: float) -> bytes:
+        self.active.set(active_sessions)
+        return generate_latest(self.registry)

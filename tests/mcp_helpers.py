@@ -1,0 +1,81 @@
+"""Helpers for driving real session-buddy servers from tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
+    env.update({"SESSION_BUDDY_DATABASE_URL": database_url, "SESSION_BUDDY_LOG_LEVEL": "INFO"})
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def http_server(
+    database_url: str, *args: str, log: Path | None = None, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`session-buddy serve --http` on a free port; yields (base URL, process)."""
+    port = free_port()
+    stderr = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_buddy", "serve", "--http", "--port", str(port), *args],
+        env=server_env(database_url, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code in (200, 503):
+                    break
+            except httpx2.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start (exit code {process.poll()})")
+            time.sleep(0.05)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+        if log:
+            stderr.close()  # type: ignore[union-attr]
+
+
+def http_client(base: str, token: str | None = None) -> Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    transport = streamable_http_client(
+        f"{base}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=30)
+    )
+    return Client(transport)
+
+
+def structured(result: Any) -> dict[str, Any]:
+    """A tool result's structured content, checked to match its JSON text."""
+    import json
+
+    assert not result.is_error, result.content
+    assert json.loads(result.content[0].text) == result.structured_content
+    return dict(result.structured_content)
