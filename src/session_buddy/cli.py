@@ -6,11 +6,12 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from session_buddy import __version__
 from session_buddy.core import SessionLifecycleManager
@@ -43,6 +44,8 @@ def run_with_manager(
 
 def console() -> Console:
     """Rich output; wide enough when piped that session ids are never cut."""
+    from rich.console import Console
+
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
@@ -80,6 +83,11 @@ def main() -> None:
     is_flag=True,
     help="Allow a non-loopback --host without SESSION_BUDDY_SECRET.",
 )
+@click.option(
+    "--stateless",
+    is_flag=True,
+    help="Keep no MCP sessions (for several servers behind a load balancer).",
+)
 def serve_command(
     database_url: str | None,
     use_http: bool,
@@ -87,6 +95,7 @@ def serve_command(
     port: int,
     allowed_hosts: tuple[str, ...],
     insecure_bind: bool,
+    stateless: bool,
 ) -> None:
     """Run the MCP server (stdio by default, --http for streamable HTTP on /mcp)."""
     from session_buddy.mcp.serve import configure_logging, serve_http, serve_stdio
@@ -101,6 +110,7 @@ def serve_command(
                     port=port,
                     allowed_hosts=allowed_hosts,
                     insecure_bind=insecure_bind,
+                    stateless=stateless,
                 )
             )
         else:
@@ -166,6 +176,8 @@ def list_command(database_url: str | None, as_json: bool, active: bool, **filter
     if as_json:
         print_json(page)
         return
+    from rich.table import Table
+
     table = Table("session id", "status", "shell", "host", "user", "pid", "started", "duration s")
     for s in page["sessions"]:
         table.add_row(
@@ -198,6 +210,8 @@ def show_command(session_id: str, database_url: str | None, as_json: bool) -> No
     if as_json:
         print_json(record)
         return
+    from rich.table import Table
+
     table = Table("field", "value", show_header=False)
     for field, value in record.items():
         table.add_row(field, json.dumps(value) if isinstance(value, dict) else _fmt(value))
@@ -236,6 +250,8 @@ def stats_command(
         "crash_rate",
         "abandon_rate",
     ]
+    from rich.table import Table
+
     table = Table(group_by, *columns)
     for group in stats["groups"]:
         table.add_row(str(group["key"]), *(_fmt(group[c]) for c in columns))

@@ -133,22 +133,20 @@ def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_u
 
 
 def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[str, bool]:
-    """Insert under the first free `-N` suffix; (id, False) if the event id exists."""
+    """Insert under the first free id (base, base-2, base-3, ...); the primary key decides
+    between concurrent writers. (id, False) when this event id was already stored."""
     base = session_id_base(new.component_name, new.started_us)
     seq = 1
     while True:
         session_id = base if seq == 1 else f"{base}-{seq}"
         inserted = tx.one(
-            "INSERT INTO sessions (session_id, id_base, id_seq, event_id, component_name, "
-            "shell_type, pid, hostname, username, home, cwd, python_version, platform, "
-            "status, started_us, last_seen_us, received_us, start_metadata, external_id, "
-            "previous_session_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO sessions (session_id, event_id, component_name, shell_type, pid, "
+            "hostname, username, home, cwd, python_version, platform, status, started_us, "
+            "last_seen_us, received_us, start_metadata, external_id, previous_session_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING session_id",
             (
                 session_id,
-                base,
-                seq,
                 new.event_id,
                 new.component_name,
                 new.shell_type,
@@ -169,12 +167,10 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
         )
         if inserted is not None:
             return session_id, True
-        # This event id was seen before, or another session holds this id: take the next.
         existing = tx.one("SELECT session_id FROM sessions WHERE event_id = ?", (new.event_id,))
         if existing is not None:
             return str(existing["session_id"]), False
-        row = tx.one("SELECT MAX(id_seq) AS seq FROM sessions WHERE id_base = ?", (base,))
-        seq = max(seq, int(row["seq"]) if row and row["seq"] is not None else 0) + 1
+        seq += 1
 
 
 def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:

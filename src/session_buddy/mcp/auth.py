@@ -8,8 +8,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 SECRET_ENV = "SESSION_BUDDY_SECRET"
 AUDIENCE = "session-buddy"
 ISSUER = "session-buddy"
@@ -48,6 +46,8 @@ class TokenAuthority:
             raise ValueError(f"Invalid scope {bad}: use {' and/or '.join(KNOWN_SCOPES)}")
         if ttl_seconds <= 0:
             raise ValueError("Invalid ttl: must be a positive number of seconds")
+        import jwt  # imported on use: servers without a secret never need it
+
         now = int(time.time())
         claims = {
             "iss": ISSUER,
@@ -64,6 +64,8 @@ class TokenAuthority:
         """The token's claims, or AuthError naming what is wrong with it."""
         if not token:
             raise AuthError("a bearer token is required (Authorization header or token argument)")
+        import jwt
+
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -185,8 +185,13 @@ def build_http_app(
     *,
     bind_host: str = "127.0.0.1",
     allowed_hosts: Iterable[str] = (),
+    stateless: bool = False,
 ) -> ASGIApp:
-    """Starlette app for /mcp, /healthz and /metrics behind the Guard."""
+    """Starlette app for /mcp, /healthz and /metrics behind the Guard.
+
+    `stateless` answers every request on its own (no MCP session to stick to), for
+    several servers behind a load balancer; the default keeps sessions, which is faster.
+    """
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:
@@ -211,7 +216,7 @@ def build_http_app(
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         json_response=True,
-        stateless_http=True,
+        stateless_http=stateless,
         transport_security=security,
         host=bind_host,
     )

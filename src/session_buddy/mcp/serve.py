@@ -11,8 +11,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterable
 
-import uvicorn
-
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp.auth import TokenAuthority
 from session_buddy.mcp.http_app import build_http_app
@@ -71,6 +69,7 @@ async def reap_periodically(manager: SessionLifecycleManager, interval: float) -
 async def running_service(database_url: str | None) -> AsyncIterator[SessionService]:
     """The service with its store open and its reaper running; closes both on exit."""
     manager = SessionLifecycleManager(database_url)
+    await manager.active_count()  # opens a reader now, not on the first request
     interval = float(os.environ.get(REAP_INTERVAL_ENV, DEFAULT_REAP_INTERVAL))
     reaper = asyncio.create_task(reap_periodically(manager, interval), name="reaper")
     try:
@@ -110,15 +109,22 @@ async def serve_http(
     port: int = DEFAULT_PORT,
     allowed_hosts: Iterable[str] = (),
     insecure_bind: bool = False,
+    stateless: bool = False,
 ) -> None:
     if not is_loopback(host) and TokenAuthority.from_environment() is None and not insecure_bind:
         raise InsecureBindError(
             f"refusing to listen on {host} without SESSION_BUDDY_SECRET: anyone on the "
             "network could read and write sessions. Set the secret, or pass --insecure-bind."
         )
+    import uvicorn
+
     async with running_service(database_url) as service:
         app = build_http_app(
-            service, build_mcp_server(service), bind_host=host, allowed_hosts=allowed_hosts
+            service,
+            build_mcp_server(service),
+            bind_host=host,
+            allowed_hosts=allowed_hosts,
+            stateless=stateless,
         )
         config = uvicorn.Config(
             app, host=host, port=port, access_log=False, log_config=None, lifespan="on"

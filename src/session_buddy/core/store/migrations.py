@@ -22,8 +22,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             """CREATE TABLE sessions (
                 session_id TEXT PRIMARY KEY,
-                id_base TEXT NOT NULL,
-                id_seq INTEGER NOT NULL,
                 event_id TEXT NOT NULL UNIQUE,
                 component_name TEXT NOT NULL,
                 shell_type TEXT NOT NULL,
@@ -46,8 +44,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 start_metadata TEXT NOT NULL,
                 end_metadata TEXT,
                 external_id TEXT,
-                previous_session_id TEXT,
-                UNIQUE (id_base, id_seq)
+                previous_session_id TEXT
             )""",
             "CREATE INDEX sessions_by_start ON sessions (started_us, session_id)",
             "CREATE INDEX sessions_by_status ON sessions (status, started_us, session_id)",
@@ -71,7 +68,6 @@ MIGRATIONS: tuple[Migration, ...] = (
                 outcome TEXT NOT NULL,
                 payload TEXT NOT NULL
             )""",
-            "CREATE INDEX events_by_session ON events (session_id, id)",
         ),
     ),
 )
