@@ -32,10 +32,11 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def http_server(
-    database_url: str, *args: str, log: Path | None = None, **env: str
+    database_url: str, *args: str, log: Path | None = None, port: int | None = None, **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`session-buddy serve --http` on a free port; yields (base URL, process)."""
-    port = free_port()
+    """`session-buddy serve --http` on `port` (default: a free one); yields (base URL,
+    process)."""
+    port = port or free_port()
     stderr = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "session_buddy", "serve", "--http", "--port", str(port), *args],

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import end_event, event_log, start_event
 from session_buddy.core import SessionLifecycleManager
-from session_buddy.mcp import SessionTracker
+from session_buddy.mcp import SessionStartEvent, SessionTracker
 
 START = "2026-02-06T12:34:56.789Z"
 
@@ -366,3 +366,33 @@ async def test_state_survives_reopening_the_file(database_url: str, tmp_path: Pa
     async with SessionLifecycleManager(database_url) as reopened:
         stored = await reopened.get_session(result.session_id or "")
         assert stored and stored["status"] == "active"
+
+
+async def test_external_ids_link_resumed_sessions(
+    tracker: SessionTracker, manager: SessionLifecycleManager
+) -> None:
+    def claude(timestamp: str, pid: int) -> SessionStartEvent:
+        return start_event(
+            component_name="claude-code",
+            timestamp=timestamp,
+            pid=pid,
+            metadata={"external_id": "c0ffee-1234", "source": "startup"},
+        )
+
+    first = await tracker.handle_session_start(claude("2026-02-06T10:00:00Z", 100))
+    repeat = await tracker.handle_session_start(claude("2026-02-06T10:00:05Z", 100))
+    assert repeat.session_id == first.session_id  # running: nothing changes
+    assert len((await manager.list_sessions())["sessions"]) == 1
+    await tracker.handle_session_end(end_event(first.session_id or "", "2026-02-06T11:00:00Z"))
+    resumed = await tracker.handle_session_start(claude("2026-02-06T12:00:00Z", 200))
+    assert resumed.session_id not in (None, first.session_id)
+    stored = await manager.get_session(resumed.session_id or "")
+    assert stored is not None
+    assert stored["external_id"] == "c0ffee-1234"
+    assert stored["previous_session_id"] == first.session_id
+    found = await manager.list_sessions(external_id="c0ffee-1234", status="active")
+    assert [s["session_id"] for s in found["sessions"]] == [resumed.session_id]
+    concurrent = await asyncio.gather(
+        *(tracker.handle_session_start(claude("2026-02-06T12:00:01Z", 300 + i)) for i in range(8))
+    )
+    assert {r.session_id for r in concurrent} == {resumed.session_id}

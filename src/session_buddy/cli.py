@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from session_buddy.client.delivery import Courier
+    from session_buddy.core import SessionLifecycleManager
+
 from session_buddy import __version__
-from session_buddy.core import SessionLifecycleManager
-from session_buddy.core.store import open_store
 
 T = TypeVar("T")
 
@@ -31,6 +35,7 @@ def run_with_manager(
     database_url: str | None, action: Callable[[SessionLifecycleManager], Awaitable[T]]
 ) -> T:
     """Open the store, run one async action against it, close the store."""
+    from session_buddy.core import SessionLifecycleManager
 
     async def main() -> T:
         async with SessionLifecycleManager(database_url) as manager:
@@ -282,6 +287,7 @@ def db() -> None:
 def upgrade_command(database_url: str | None) -> None:
     """Apply pending schema migrations (opening the store does this too)."""
     from session_buddy.config import resolve_database_url
+    from session_buddy.core.store import open_store
 
     url = resolve_database_url(database_url)
     try:
@@ -290,3 +296,203 @@ def upgrade_command(database_url: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
     asyncio.run(store.close())
     click.echo(f"{url}: schema up to date")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a sending command delivers: a server, or the store directly."""
+
+    server_url: str | None
+    database_url: str | None
+    token: str | None
+    timeout: float
+
+
+def transport_options(timeout: float) -> Callable[[F], F]:
+    """--server-url, --database-url, --token and --timeout, passed on as `destination`."""
+
+    def apply(command: F) -> F:
+        @functools.wraps(command)
+        def with_destination(
+            *args: Any,
+            server_url: str | None,
+            database_url: str | None,
+            token: str | None,
+            timeout: float,
+            **kwargs: Any,
+        ) -> Any:
+            destination = Destination(server_url, database_url, token, timeout)
+            return command(*args, destination=destination, **kwargs)
+
+        wrapped: Any = with_destination
+        for option in reversed(
+            [
+                click.option(
+                    "--server-url",
+                    envvar="SESSION_BUDDY_SERVER_URL",
+                    help="http://host:8678/mcp or stdio:[command]; default: the store itself.",
+                ),
+                database_url_option,
+                click.option(
+                    "--token",
+                    envvar="SESSION_BUDDY_TOKEN",
+                    help="Bearer token, when the server needs one.",
+                ),
+                click.option(
+                    "--timeout",
+                    type=float,
+                    default=timeout,
+                    show_default=True,
+                    help="Seconds per send.",
+                ),
+            ]
+        ):
+            wrapped = option(wrapped)
+        return cast(F, wrapped)
+
+    return apply
+
+
+@contextlib.contextmanager
+def courier_for(destination: Destination) -> Iterator[Courier]:
+    """A courier on the chosen transport, closed afterwards."""
+    from session_buddy.client.delivery import Courier
+    from session_buddy.client.spool import Spool
+    from session_buddy.client.transports import open_transport
+
+    try:
+        transport = open_transport(
+            destination.server_url,
+            destination.database_url,
+            token=destination.token,
+            timeout=destination.timeout,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        yield Courier(transport, Spool(), token=destination.token)
+    finally:
+        transport.close()
+
+
+@main.group()
+def emit() -> None:
+    """Report a session from a shell script (undeliverable events are spooled)."""
+
+
+@emit.command("start")
+@click.option("--component", "component_name", required=True, help="Component name.")
+@click.option("--shell-type", default="Script", show_default=True)
+@click.option("--pid", type=int, help="Process the session belongs to (default: the caller).")
+@click.option("--metadata", help="JSON object stored with the start.")
+@transport_options(timeout=1.0)
+def emit_start(
+    component_name: str,
+    shell_type: str,
+    pid: int | None,
+    metadata: str | None,
+    destination: Destination,
+) -> None:
+    """Record a start; prints the session id (or spooled:<event id> when spooled)."""
+    import os
+
+    from session_buddy.client.events import start_event
+
+    try:
+        details = json.loads(metadata) if metadata else {}
+    except ValueError as exc:
+        raise click.ClickException(f"--metadata is not JSON: {exc}") from exc
+    if not isinstance(details, dict):
+        raise click.ClickException("--metadata must be a JSON object")
+    event = start_event(component_name, shell_type, pid=pid or os.getppid(), metadata=details)
+    with courier_for(destination) as courier:
+        session_id = courier.start(event)
+    if courier.problems:
+        raise click.ClickException("; ".join(courier.problems))
+    click.echo(session_id or f"spooled:{event['event_id']}")
+
+
+@emit.command("end")
+@click.option("--session-id", required=True, help="What `emit start` printed.")
+@click.option("--exit-code", type=int, default=0, show_default=True)
+@click.option("--exit-reason", help="e.g. user_exit, crash, signal:SIGTERM")
+@transport_options(timeout=1.0)
+def emit_end(
+    session_id: str,
+    exit_code: int,
+    exit_reason: str | None,
+    destination: Destination,
+) -> None:
+    """Record an end."""
+    from session_buddy.client.delivery import SPOOLED_PREFIX
+    from session_buddy.client.events import end_event
+
+    with courier_for(destination) as courier:
+        start_event_id = None
+        if session_id.startswith(SPOOLED_PREFIX):
+            start_event_id = session_id.removeprefix(SPOOLED_PREFIX)
+            session_id = courier.spool.known_session_id(start_event_id) or ""
+        event = end_event(session_id or None, exit_code=exit_code, exit_reason=exit_reason)
+        delivered = courier.end(session_id or None, event, start_event_id=start_event_id)
+    if courier.problems:
+        raise click.ClickException("; ".join(courier.problems))
+    click.echo("ended" if delivered else "spooled")
+
+
+@emit.command("heartbeat")
+@click.option("--session-id", required=True)
+@transport_options(timeout=1.0)
+def emit_heartbeat(
+    session_id: str,
+    destination: Destination,
+) -> None:
+    """Tell session-buddy a session is still alive."""
+    from session_buddy.client.events import now_iso
+
+    with courier_for(destination) as courier:
+        alive = courier.heartbeat(session_id, now_iso())
+    if not alive:
+        raise click.ClickException("heartbeat not delivered (server unreachable)")
+
+
+@main.group()
+def spool() -> None:
+    """Events that could not be delivered yet."""
+
+
+@spool.command("flush")
+@transport_options(timeout=1.0)
+def spool_flush(destination: Destination) -> None:
+    """Deliver spooled events, oldest first."""
+    with courier_for(destination) as courier:
+        report = courier.flush()
+    click.echo(f"delivered {report.delivered}, {report.remaining} still waiting")
+    if report.remaining:
+        raise click.ClickException("the server is unreachable; events stay in the spool")
+
+
+@main.group()
+def hook() -> None:
+    """Hooks for tools that report their own sessions."""
+
+
+@hook.command("claude-code")
+@transport_options(timeout=0.4)
+def hook_claude_code(destination: Destination) -> None:
+    """Record a Claude Code SessionStart/SessionEnd hook payload read from stdin.
+
+    Always exits 0 (Claude Code must never be held up); problems go to stderr.
+    """
+    from session_buddy.client import claude_code
+
+    try:
+        payload = claude_code.parse_payload(
+            sys.stdin.buffer.read(claude_code.MAX_PAYLOAD_BYTES + 1)
+        )
+        with courier_for(destination) as courier:
+            click.echo(claude_code.record(payload, courier), err=True)
+    except Exception as exc:
+        click.echo(f"session-buddy hook: {exc}", err=True)

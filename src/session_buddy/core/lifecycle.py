@@ -88,9 +88,16 @@ class SessionLifecycleManager:
         event: SessionStartEvent,
         *,
         external_id: str | None = None,
-        previous_session_id: str | None = None,
     ) -> sessions.StartOutcome:
-        """Record a validated start; a repeated event id returns the first session."""
+        """Record a validated start; a repeated event id returns the first session.
+
+        `external_id` (default: a string `metadata["external_id"]`) is the client's own
+        session id: a repeated start of a running external session changes nothing, and
+        one after it ended starts a new session linked by previous_session_id.
+        """
+        if external_id is None:
+            given = event.metadata.get("external_id")
+            external_id = given if isinstance(given, str) and 0 < len(given) <= 200 else None
         new = sessions.NewSession(
             event_id=event.event_id.strip().lower(),
             component_name=event.component_name,
@@ -106,7 +113,6 @@ class SessionLifecycleManager:
             start_metadata=_compact_json(event.metadata),
             payload=event.model_dump_json(),
             external_id=external_id,
-            previous_session_id=previous_session_id,
         )
         received = now_micros()
         return await self.store.write(lambda tx: sessions.start_session(tx, new, received))
@@ -140,9 +146,6 @@ class SessionLifecycleManager:
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         return await self.store.read(lambda tx: queries.fetch_session(tx, session_id))
 
-    async def find_by_external_id(self, external_id: str) -> dict[str, Any] | None:
-        return await self.store.read(lambda tx: queries.fetch_by_external_id(tx, external_id))
-
     async def active_count(self) -> int:
         return await self.store.read(queries.count_active)
 
@@ -154,6 +157,7 @@ class SessionLifecycleManager:
         shell_type: str | None = None,
         hostname: str | None = None,
         username: str | None = None,
+        external_id: str | None = None,
         started_after: str | datetime | None = None,
         started_before: str | datetime | None = None,
         limit: int = queries.DEFAULT_PAGE,
@@ -174,6 +178,7 @@ class SessionLifecycleManager:
             "shell_type": shell_type,
             "hostname": hostname,
             "username": username,
+            "external_id": external_id,
         }
         spec = queries.SessionFilter(
             equals={column: value for column, value in given.items() if value},

@@ -15,7 +15,7 @@ from session_buddy.core.timestamps import format_micros
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 GROUP_KEYS = ("component_name", "shell_type", "hostname", "username")
-FILTER_COLUMNS = ("status", "component_name", "shell_type", "hostname", "username")
+FILTER_COLUMNS = ("status", "component_name", "shell_type", "hostname", "username", "external_id")
 _COLUMNS = (
     "session_id, event_id, component_name, shell_type, pid, hostname, username, cwd, "
     "python_version, platform, status, started_us, ended_us, last_seen_us, "
@@ -53,16 +53,6 @@ def to_record(row: Row) -> dict[str, Any]:
 
 def fetch_session(tx: Tx, session_id: str) -> dict[str, Any] | None:
     row = tx.one(f"SELECT {_COLUMNS} FROM sessions WHERE session_id = ?", (session_id,))
-    return to_record(row) if row else None
-
-
-def fetch_by_external_id(tx: Tx, external_id: str) -> dict[str, Any] | None:
-    """The newest session carrying this external id (e.g. a Claude Code session id)."""
-    row = tx.one(
-        f"SELECT {_COLUMNS} FROM sessions WHERE external_id = ? "
-        "ORDER BY started_us DESC, session_id DESC LIMIT 1",
-        (external_id,),
-    )
     return to_record(row) if row else None
 
 

@@ -8,10 +8,10 @@ several server processes on one PostgreSQL database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from session_buddy.core.states import SessionStatus
-from session_buddy.core.store.base import Tx
+from session_buddy.core.store.base import Row, Tx
 from session_buddy.core.timestamps import from_micros
 
 _ABANDON = (
@@ -104,7 +104,15 @@ def session_id_base(component_name: str, started_us: int) -> str:
 
 
 def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
-    """Create the session, or return the one this event id already created."""
+    """Create the session, or return the one this event id already created.
+
+    With an external id (a client's own session id): a start while that external session
+    is active returns it unchanged; after it ended, the new session links to the old one.
+    """
+    if new.external_id is not None:
+        latest = _latest_external(tx, new.external_id)
+        if latest is not None and latest["status"] != "active":
+            new = replace(new, previous_session_id=str(latest["session_id"]))
     session_id, created = _insert_with_unique_id(tx, new, received_us)
     if created:
         _supersede_same_process(tx, new, session_id, received_us)
@@ -118,6 +126,24 @@ def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
         new.payload,
     )
     return StartOutcome(session_id, created)
+
+
+def _latest_external(tx: Tx, external_id: str) -> Row | None:
+    return tx.one(
+        "SELECT session_id, status FROM sessions WHERE external_id = ? "
+        "ORDER BY started_us DESC, session_id DESC LIMIT 1",
+        (external_id,),
+    )
+
+
+def _active_external(tx: Tx, external_id: str | None) -> str | None:
+    if external_id is None:
+        return None
+    row = tx.one(
+        "SELECT session_id FROM sessions WHERE external_id = ? AND status = 'active'",
+        (external_id,),
+    )
+    return str(row["session_id"]) if row else None
 
 
 def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
@@ -170,6 +196,9 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
         existing = tx.one("SELECT session_id FROM sessions WHERE event_id = ?", (new.event_id,))
         if existing is not None:
             return str(existing["session_id"]), False
+        running = _active_external(tx, new.external_id)
+        if running is not None:
+            return running, False
         seq += 1
 
 

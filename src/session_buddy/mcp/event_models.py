@@ -155,6 +155,16 @@ class _Event(BaseModel, JsonSchemaMixin):
     def is_validated(self) -> bool:
         return self._validated
 
+    @field_validator("timestamp", check_fields=False)
+    @classmethod
+    def validate_timestamp(cls, v: str) -> str:
+        return _check_timestamp(v)
+
+    @field_validator("metadata", check_fields=False)
+    @classmethod
+    def validate_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_metadata(v)
+
 
 class SessionStartEvent(_Event):
     """Sent by a shell when it starts."""
@@ -205,16 +215,6 @@ class SessionStartEvent(_Event):
             )
         return v
 
-    @field_validator("timestamp")
-    @classmethod
-    def validate_timestamp(cls, v: str) -> str:
-        return _check_timestamp(v)
-
-    @field_validator("metadata")
-    @classmethod
-    def validate_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_metadata(v)
-
     @model_validator(mode="after")
     def validate_consistency(self) -> Self:
         if self.event_type != "session_start":
@@ -245,16 +245,6 @@ class SessionEndEvent(_Event):
         if v != "session_end":
             raise ValueError(f"Invalid event_type for SessionEndEvent: {v!r}")
         return v
-
-    @field_validator("timestamp")
-    @classmethod
-    def validate_timestamp(cls, v: str) -> str:
-        return _check_timestamp(v)
-
-    @field_validator("metadata")
-    @classmethod
-    def validate_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_metadata(v)
 
     @property
     def ended_at(self) -> datetime:

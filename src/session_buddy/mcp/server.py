@@ -168,6 +168,7 @@ def build_mcp_server(service: SessionService) -> MCPServer:
         shell_type: Annotated[Any, _arg("Only this shell type", "string")] = None,
         hostname: Annotated[Any, _arg("Only this host", "string")] = None,
         username: Annotated[Any, _arg("Only this user", "string")] = None,
+        external_id: Annotated[Any, _arg("Only sessions with this external id", "string")] = None,
         started_after: Annotated[Any, _arg("Started at or after (ISO 8601)", "string")] = None,
         started_before: Annotated[Any, _arg("Started before (ISO 8601)", "string")] = None,
         limit: Annotated[Any, _arg("Page size, 1..500 (default 50)", "integer")] = None,
@@ -182,6 +183,7 @@ def build_mcp_server(service: SessionService) -> MCPServer:
             "shell_type": shell_type,
             "hostname": hostname,
             "username": username,
+            "external_id": external_id,
             "started_after": started_after,
             "started_before": started_before,
         }

@@ -59,6 +59,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE status = 'active'",
             "CREATE INDEX sessions_by_external_id ON sessions (external_id, started_us) "
             "WHERE external_id IS NOT NULL",
+            # At most one running session per external id (e.g. a Claude Code session).
+            "CREATE UNIQUE INDEX sessions_active_external_id ON sessions (external_id) "
+            "WHERE status = 'active' AND external_id IS NOT NULL",
             """CREATE TABLE events (
                 id {id},
                 received_us BIGINT NOT NULL,

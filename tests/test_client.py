@@ -1,0 +1,139 @@
+"""The shell client: real child processes report to a real server (or spool when it is
+down), the Claude Code hook, and the `emit` / `spool` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from mcp_helpers import free_port, http_server, server_env
+from session_buddy.core import SessionLifecycleManager
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from session_buddy.client import SessionEventEmitter
+
+    mode, server_url, server_up = sys.argv[1], sys.argv[2], sys.argv[3] == "up"
+    emitter = SessionEventEmitter("e2e", shell_type="E2EShell", server_url=server_url)
+    emitter.install()
+    deadline = time.monotonic() + 10
+    while server_up and emitter.session_id is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print(emitter.session_id or "spooled", flush=True)
+    time.sleep(0.3)
+    if mode == "crash":
+        raise RuntimeError("boom")
+    if mode in ("sigterm", "sigkill"):
+        time.sleep(60)
+    sys.exit(0)
+    """
+)
+
+
+def child_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.jsonl"))
+
+
+def run_child(
+    tmp_path: Path, mode: str, server_url: str, database_url: str, *, server_up: bool = True
+) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD, mode, server_url, "up" if server_up else "down"],
+        env=child_env(tmp_path, database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+async def stored(database_url: str, session_id: str) -> dict[str, Any]:
+    async with SessionLifecycleManager(database_url) as manager:
+        record = await manager.get_session(session_id)
+    assert record is not None, session_id
+    return record
+
+
+async def test_emitter_records_every_way_a_shell_can_leave(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    with http_server(database_url) as (base, _):
+        url = f"{base}/mcp"
+        outcomes = {}
+        for mode in ("clean", "crash", "sigterm", "sigkill"):
+            process, session_id = run_child(tmp_path, mode, url, database_url)
+            assert session_id.startswith("e2e-"), process.stderr.read() if process.stderr else ""
+            if mode == "sigterm":
+                time.sleep(0.5)
+                process.send_signal(signal.SIGTERM)
+            if mode == "sigkill":
+                time.sleep(0.5)
+                process.kill()
+            process.wait(timeout=20)
+            outcomes[mode] = (session_id, process.returncode)
+        assert outcomes["clean"][1] == 0
+        assert outcomes["crash"][1] == 1
+        assert outcomes["sigterm"][1] == -signal.SIGTERM
+        assert outcomes["sigkill"][1] == -signal.SIGKILL
+        reap = subprocess.run(
+            [sys.executable, "-m", "session_buddy", "reap", "--json"],
+            env=server_env(database_url),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(reap.stdout)["abandoned"] == [outcomes["sigkill"][0]]
+    clean = await stored(database_url, outcomes["clean"][0])
+    assert (clean["status"], clean["end_reason"], clean["exit_code"]) == ("ended", "exit", 0)
+    assert 0.3 <= clean["duration_seconds"] < 10
+    crash = await stored(database_url, outcomes["crash"][0])
+    assert (crash["status"], crash["end_reason"]) == ("crashed", "exception:RuntimeError")
+    term = await stored(database_url, outcomes["sigterm"][0])
+    assert (term["status"], term["end_reason"], term["exit_code"]) == (
+        "crashed",
+        "signal:SIGTERM",
+        143,
+    )
+    killed = await stored(database_url, outcomes["sigkill"][0])
+    assert (killed["status"], killed["end_reason"]) == ("abandoned", "process_gone")
+    assert killed["pid"] != os.getpid() and killed["shell_type"] == "E2EShell"
+
+
+async def test_sessions_survive_a_server_outage_through_the_spool(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'outage.db'}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"  # nothing listens here yet
+    began = time.monotonic()
+    for mode in ("clean", "crash", "clean"):
+        process, printed = run_child(tmp_path, mode, url, database_url, server_up=False)
+        assert printed == "spooled"
+        process.wait(timeout=20)
+    assert time.monotonic() - began < 15  # shells were not held up by the dead server
+    spool = tmp_path / "spool.jsonl"
+    kinds = [json.loads(line)["kind"] for line in spool.read_text().splitlines()]
+    assert kinds == ["start", "end", "start", "end", "start", "end"]
+    flush = [sys.executable, "-m", "session_buddy", "spool", "flush", "--server-url", url]
+    env = child_env(tmp_path, database_url)
+    down = subprocess.run(flush, env=env, capture_output=True, text=True)
+    assert down.returncode != 0 and "unreachable" in down.stderr
+    # The server comes back on the same port: replay twice (the second finds nothing).
+    with http_server(database_url, port=port):
+        for _ in range(2):
+            done = subprocess.run(flush, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+    assert not spool.exists() or spool.read_text() == ""
+    async with SessionLifecycleManager(database_url) as manager:
+        page = await manager.list_sessions(component_name="e2e")
+    sessions = page["sessions"]
+    assert len(sessions) == 3
+    assert sorted(s["status"] for s in sessions) == ["crashed", "ended", "ended"]
+    for session in sessions:
+        assert 0.3 <= session["duration_seconds"] < 10  # event time, not replay time
