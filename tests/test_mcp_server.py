@@ -223,6 +223,12 @@ async def test_http_server_tools_health_and_metrics(tmp_path: Path) -> None:
         )
         labels = {name for name, _ in samples for name in dict(_)}
         assert not labels & {"session_id", "username", "hostname", "user"}
+        oversized = httpx2.post(
+            f"{base}/mcp",
+            content=b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "pad": "' + b"x" * 5_000_000,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        assert oversized.status_code == 413
         foreign = httpx2.post(f"{base}/mcp", headers={"Host": "evil.example"}, json={})
         assert foreign.status_code in (400, 421)
         assert httpx2.get(f"{base}/healthz", headers={"Host": "evil.example"}).status_code == 421

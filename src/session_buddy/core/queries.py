@@ -132,65 +132,64 @@ def session_stats(
 ) -> list[dict[str, Any]]:
     """Per-group state counts, clean-exit duration mean/p50/p95, crash and abandon rates.
 
-    Percentiles are nearest-rank over sessions that ended cleanly. Rates are shares of
-    finished (non-active) sessions, None when none finished yet.
+    Percentiles are nearest-rank over sessions that ended cleanly, each read by an offset
+    into the group's (status, duration) index. Rates are shares of finished (non-active)
+    sessions, None when none finished yet.
     """
     if group_by not in GROUP_KEYS:
         raise ValueError(f"Invalid group_by {group_by!r}: use one of {', '.join(GROUP_KEYS)}")
-    clauses, params = [], []
+    window, params = "", []
     if since_us is not None:
-        clauses.append("started_us >= ?")
+        window += " AND started_us >= ?"
         params.append(since_us)
     if until_us is not None:
-        clauses.append("started_us < ?")
+        window += " AND started_us < ?"
         params.append(until_us)
-    window = " AND ".join(clauses) or "1 = 1"
-    counts = tx.all(
-        f"SELECT {group_by} AS key, COUNT(*) AS total, "
-        "SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS active, "
-        "SUM(CASE WHEN status = 'ended' THEN 1 ELSE 0 END) AS ended, "
-        "SUM(CASE WHEN status = 'crashed' THEN 1 ELSE 0 END) AS crashed, "
-        "SUM(CASE WHEN status = 'abandoned' THEN 1 ELSE 0 END) AS abandoned, "
-        "AVG(CASE WHEN status = 'ended' THEN duration_seconds END) AS duration_mean "
-        f"FROM sessions WHERE {window} GROUP BY {group_by} ORDER BY {group_by}",
+    rows = tx.all(
+        f"SELECT {group_by} AS key, status, COUNT(*) AS n, SUM(duration_seconds) AS seconds "
+        f"FROM sessions WHERE 1 = 1{window} GROUP BY {group_by}, status ORDER BY {group_by}",
         params,
     )
-    ranked = tx.all(
-        "SELECT key, rn, n, d FROM ("
-        f"SELECT {group_by} AS key, duration_seconds AS d, "
-        f"ROW_NUMBER() OVER (PARTITION BY {group_by} ORDER BY duration_seconds) AS rn, "
-        f"COUNT(*) OVER (PARTITION BY {group_by}) AS n "
-        f"FROM sessions WHERE status = 'ended' AND {window}) ranked "
-        "WHERE rn = (n * 50 + 99) / 100 OR rn = (n * 95 + 99) / 100",
-        params,
+    counts: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        group = counts.setdefault(row["key"], {"seconds": 0.0})
+        group[row["status"]] = int(row["n"])
+        if row["status"] == SessionStatus.ENDED:
+            group["seconds"] = float(row["seconds"] or 0.0)
+    return [_group_stats(tx, group_by, key, counts[key], window, params) for key in counts]
+
+
+def _nth_duration(
+    tx: Tx, group_by: str, key: Any, offset: int, window: str, params: list[Any]
+) -> float | None:
+    row = tx.one(
+        f"SELECT duration_seconds FROM sessions WHERE {group_by} = ? AND status = 'ended'"
+        f"{window} ORDER BY duration_seconds LIMIT 1 OFFSET ?",
+        (key, *params, offset),
     )
-    percentiles: dict[Any, dict[str, float]] = {}
-    for row in ranked:
-        n, rn = int(row["n"]), int(row["rn"])
-        slot = percentiles.setdefault(row["key"], {})
-        if rn == (n * 50 + 99) // 100:
-            slot["p50"] = float(row["d"])
-        if rn == (n * 95 + 99) // 100:
-            slot["p95"] = float(row["d"])
-    groups = []
-    for row in counts:
-        finished = int(row["ended"]) + int(row["crashed"]) + int(row["abandoned"])
-        found = percentiles.get(row["key"], {})
-        groups.append(
-            {
-                "key": row["key"],
-                "total": int(row["total"]),
-                "active": int(row["active"]),
-                "ended": int(row["ended"]),
-                "crashed": int(row["crashed"]),
-                "abandoned": int(row["abandoned"]),
-                "duration_mean": (
-                    float(row["duration_mean"]) if row["duration_mean"] is not None else None
-                ),
-                "duration_p50": found.get("p50"),
-                "duration_p95": found.get("p95"),
-                "crash_rate": int(row["crashed"]) / finished if finished else None,
-                "abandon_rate": int(row["abandoned"]) / finished if finished else None,
-            }
-        )
-    return groups
+    return float(row["duration_seconds"]) if row else None
+
+
+def _group_stats(
+    tx: Tx, group_by: str, key: Any, counts: dict[str, Any], window: str, params: list[Any]
+) -> dict[str, Any]:
+    active, ended, crashed, abandoned = (int(counts.get(state.value, 0)) for state in SessionStatus)
+    finished = ended + crashed + abandoned
+
+    def percentile(p: int) -> float | None:
+        rank = (ended * p + 99) // 100  # nearest rank: ceil(p% of n)
+        return _nth_duration(tx, group_by, key, rank - 1, window, params) if ended else None
+
+    return {
+        "key": key,
+        "total": active + finished,
+        "active": active,
+        "ended": ended,
+        "crashed": crashed,
+        "abandoned": abandoned,
+        "duration_mean": counts["seconds"] / ended if ended else None,
+        "duration_p50": percentile(50),
+        "duration_p95": percentile(95),
+        "crash_rate": crashed / finished if finished else None,
+        "abandon_rate": abandoned / finished if finished else None,
+    }

@@ -53,6 +53,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_shell ON sessions (shell_type, started_us, session_id)",
             "CREATE INDEX sessions_by_host ON sessions (hostname, started_us, session_id)",
             "CREATE INDEX sessions_by_user ON sessions (username, started_us, session_id)",
+            # session_stats: counts and nearest-rank percentiles per group, read from the
+            # index alone.
+            *(
+                f"CREATE INDEX sessions_stats_by_{key} ON sessions "
+                f"({key}, status, duration_seconds, started_us)"
+                for key in ("component_name", "shell_type", "hostname", "username")
+            ),
             "CREATE INDEX sessions_active_by_process ON sessions (hostname, pid, started_us) "
             "WHERE status = 'active'",
             "CREATE INDEX sessions_active_by_receipt ON sessions (received_us) "
