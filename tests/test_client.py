@@ -137,3 +137,47 @@ async def test_sessions_survive_a_server_outage_through_the_spool(tmp_path: Path
     assert sorted(s["status"] for s in sessions) == ["crashed", "ended", "ended"]
     for session in sessions:
         assert 0.3 <= session["duration_seconds"] < 10  # event time, not replay time
+
+
+def test_a_hung_server_cannot_hold_a_shell_at_exit(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers: the shell still exits
+    within the 2 s budget (plus interpreter start-up), and the events are spooled."""
+    import socket
+
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(16)
+    url = f"http://127.0.0.1:{black_hole.getsockname()[1]}/mcp"
+    try:
+        began = time.monotonic()
+        process, printed = run_child(tmp_path, "clean", url, "sqlite:///unused.db", server_up=False)
+        assert printed == "spooled"
+        printed_at = time.monotonic()
+        process.wait(timeout=20)
+        exit_took = time.monotonic() - printed_at - 0.3  # the child sleeps 0.3 s first
+    finally:
+        black_hole.close()
+    assert exit_took < 2.5, f"exit took {exit_took:.2f} s"
+    assert time.monotonic() - began < 8
+    kinds = [
+        json.loads(line)["kind"] for line in (tmp_path / "spool.jsonl").read_text().splitlines()
+    ]
+    assert kinds == ["start", "end"]
+
+
+async def test_periodic_heartbeats_keep_last_seen_moving(tmp_path: Path) -> None:
+    from session_buddy.client import SessionEventEmitter, Spool
+
+    database_url = f"sqlite:///{tmp_path / 'beats.db'}"
+    emitter = SessionEventEmitter(
+        "beating",
+        database_url=database_url,
+        heartbeat_interval=0.2,
+        spool=Spool(tmp_path / "spool.jsonl"),
+    )
+    with emitter:
+        first = (await stored(database_url, emitter.session_id or ""))["last_seen_at"]
+        time.sleep(0.7)
+        later = (await stored(database_url, emitter.session_id or ""))["last_seen_at"]
+        assert later > first
+    assert (await stored(database_url, emitter.session_id or ""))["status"] == "ended"

@@ -102,6 +102,10 @@ class SessionEventEmitter:
         with self._lock:
             if not self._ended:  # an end already spooled without the id keeps it that way
                 self.session_id = session_id
+                if session_id and self.heartbeat_interval:
+                    threading.Thread(
+                        target=self._beat, name="session-buddy-heartbeat", daemon=True
+                    ).start()
         return session_id
 
     def heartbeat_sync(self) -> bool:
@@ -192,8 +196,6 @@ class SessionEventEmitter:
         sys.excepthook = self._excepthook
         if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        if self.heartbeat_interval:
-            threading.Thread(target=self._beat, name="session-buddy-heartbeat", daemon=True).start()
         return self
 
     def _beat(self) -> None:
