@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -295,7 +296,8 @@ def upgrade_command(database_url: str | None) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     asyncio.run(store.close())
-    click.echo(f"{url}: schema up to date")
+    shown = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)  # never print a password
+    click.echo(f"{shown}: schema up to date")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
