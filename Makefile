@@ -27,3 +27,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_mcp.py
+	$(BIN)/python benchmarks/bench_scaleout.py
+	$(BIN)/python benchmarks/bench_emitter.py
+	$(BIN)/python benchmarks/bench_queries.py
