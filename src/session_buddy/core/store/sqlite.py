@@ -49,18 +49,25 @@ class _Job:
     future: asyncio.Future[Any]
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller gave up (cancelled); the work stands regardless
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in outcomes:
+        if job.future.done():  # the caller gave up (cancelled); the work stands regardless
+            continue
+        if error is None:
+            job.future.set_result(result)
+        else:
+            job.future.set_exception(error)
 
 
-def _answer(job: _Job, result: Any, error: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody waits
-        job.future.get_loop().call_soon_threadsafe(_settle, job.future, result, error)
+def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Wake each waiting event loop once per batch, not once per job (each wake-up is a
+    syscall and a GIL hand-off)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is gone: nobody waits
+            loop.call_soon_threadsafe(_settle, settled)
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -164,7 +171,7 @@ class SQLiteStore:
             except queue.Empty:
                 return
             if item is not None:
-                _answer(item, None, StoreClosedError("the session store is closed"))
+                _answer([(item, None, StoreClosedError("the session store is closed"))])
 
     def _commit_batch(
         self, connection: sqlite3.Connection, tx: SQLiteTx, batch: list[_Job]
@@ -180,8 +187,7 @@ class SQLiteStore:
                     outcomes.extend(self._run_in_one_transaction(connection, tx, [job]))
                 except Exception as exc:
                     outcomes.append((job, None, exc))
-        for job, result, error in outcomes:
-            _answer(job, result, error)
+        _answer(outcomes)
 
     @staticmethod
     def _run_in_one_transaction(
