@@ -62,15 +62,6 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def timed(calls: int, action: Callable[[int], Awaitable[Any]]) -> list[float]:
-    samples = []
-    for n in range(calls):
-        began = time.perf_counter()
-        await action(n)
-        samples.append((time.perf_counter() - began) * 1000)
-    return samples
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -97,31 +88,40 @@ def child_server_pid() -> int:
 async def measure(
     client: Client, calls: int, sessions: int, pid: Callable[[], int]
 ) -> dict[str, Any]:
-    ids: list[str] = []
+    """Latency samples per call kind, interleaved (ping, health_check, start, end, ...)
+    so that machine noise hits the floors and the measured calls alike."""
 
-    async def start(n: int) -> None:
-        result = await client.call_tool("track_session_start", start_arguments(n))
-        ids.append(result.structured_content["session_id"])  # type: ignore[index]
-
-    async def end(n: int) -> None:
-        arguments = {
-            "session_id": ids[n],
-            "timestamp": "2026-04-01T00:00:00Z",
-            "metadata": {"exit_code": 0},
-        }
-        await client.call_tool("track_session_end", arguments)
+    async def timed_call(call: Awaitable[Any]) -> tuple[float, Any]:
+        began = time.perf_counter()
+        result = await call
+        return (time.perf_counter() - began) * 1000, result
 
     for _ in range(20):  # warm-up
         await client.send_ping()
         await client.call_tool("health_check", {})
-    figures = {
-        "ping": await timed(calls, lambda n: client.send_ping()),
-        "health_check": await timed(calls, lambda n: client.call_tool("health_check", {})),
-        "track_session_start": await timed(calls, start),
-        "track_session_end": await timed(calls, end),
+    figures: dict[str, Any] = {
+        "ping": [],
+        "health_check": [],
+        "track_session_start": [],
+        "track_session_end": [],
     }
+    for n in range(calls):
+        figures["ping"].append((await timed_call(client.send_ping()))[0])
+        figures["health_check"].append((await timed_call(client.call_tool("health_check", {})))[0])
+        took, started = await timed_call(
+            client.call_tool("track_session_start", start_arguments(n))
+        )
+        figures["track_session_start"].append(took)
+        end = {
+            "session_id": started.structured_content["session_id"],
+            "timestamp": "2026-04-01T00:00:00Z",
+            "metadata": {"exit_code": 0},
+        }
+        figures["track_session_end"].append(
+            (await timed_call(client.call_tool("track_session_end", end)))[0]
+        )
     for n in range(calls, sessions):
-        await start(n)
+        await client.call_tool("track_session_start", start_arguments(n))
     figures["rss_mb"] = rss_mb(pid())
     return figures
 
