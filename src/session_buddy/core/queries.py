@@ -173,7 +173,9 @@ def _nth_duration(
 def _group_stats(
     tx: Tx, group_by: str, key: Any, counts: dict[str, Any], window: str, params: list[Any]
 ) -> dict[str, Any]:
-    active, ended, crashed, abandoned = (int(counts.get(state.value, 0)) for state in SessionStatus)
+    active, ended, crashed, abandoned = (
+        int(counts.get(state, 0)) for state in ("active", "ended", "crashed", "abandoned")
+    )
     finished = ended + crashed + abandoned
 
     def percentile(p: int) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -63,17 +63,13 @@ def build_mcp_server(service: SessionService) -> MCPServer:
     )
     latency = service.metrics.tool_latency
 
-    def timed(
-        name: str, call: Callable[[], Awaitable[dict[str, Any]]]
-    ) -> Callable[[], Awaitable[CallToolResult]]:
-        async def run() -> CallToolResult:
-            began = time.perf_counter()
-            try:
-                return _result(await call())
-            finally:
-                latency.labels(name).observe(time.perf_counter() - began)
-
-        return run
+    async def answer(name: str, call: Awaitable[dict[str, Any]]) -> CallToolResult:
+        """Await the service call as the tool's result, timing it for the metrics."""
+        began = time.perf_counter()
+        try:
+            return _result(await call)
+        finally:
+            latency.labels(name).observe(time.perf_counter() - began)
 
     write = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
     read = ToolAnnotations(read_only_hint=True)
@@ -108,10 +104,9 @@ def build_mcp_server(service: SessionService) -> MCPServer:
             "environment": environment,
             "metadata": metadata,
         }
-        return await timed(
-            "track_session_start",
-            lambda: service.track_session_start(arguments, token, _headers(ctx)),
-        )()
+        return await answer(
+            "track_session_start", service.track_session_start(arguments, token, _headers(ctx))
+        )
 
     @server.tool(annotations=write)
     async def track_session_end(
@@ -132,10 +127,9 @@ def build_mcp_server(service: SessionService) -> MCPServer:
             "event_type": event_type,
             "metadata": metadata,
         }
-        return await timed(
-            "track_session_end",
-            lambda: service.track_session_end(arguments, token, _headers(ctx)),
-        )()
+        return await answer(
+            "track_session_end", service.track_session_end(arguments, token, _headers(ctx))
+        )
 
     @server.tool(annotations=write)
     async def track_session_heartbeat(
@@ -145,10 +139,10 @@ def build_mcp_server(service: SessionService) -> MCPServer:
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, HeartbeatResult]:
         """Tell session-buddy a session is still alive (keeps it from being abandoned)."""
-        return await timed(
+        return await answer(
             "track_session_heartbeat",
-            lambda: service.track_session_heartbeat(session_id, timestamp, token, _headers(ctx)),
-        )()
+            service.track_session_heartbeat(session_id, timestamp, token, _headers(ctx)),
+        )
 
     @server.tool(annotations=read)
     async def get_session(
@@ -157,9 +151,7 @@ def build_mcp_server(service: SessionService) -> MCPServer:
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, SessionRecord]:
         """One session record, or status='not_found'."""
-        return await timed(
-            "get_session", lambda: service.get_session(session_id, token, _headers(ctx))
-        )()
+        return await answer("get_session", service.get_session(session_id, token, _headers(ctx)))
 
     @server.tool(annotations=read)
     async def list_sessions(
@@ -187,10 +179,9 @@ def build_mcp_server(service: SessionService) -> MCPServer:
             "started_after": started_after,
             "started_before": started_before,
         }
-        return await timed(
-            "list_sessions",
-            lambda: service.list_sessions(filters, limit, cursor, token, _headers(ctx)),
-        )()
+        return await answer(
+            "list_sessions", service.list_sessions(filters, limit, cursor, token, _headers(ctx))
+        )
 
     @server.tool(annotations=read)
     async def session_stats(
@@ -204,14 +195,13 @@ def build_mcp_server(service: SessionService) -> MCPServer:
     ) -> Annotated[CallToolResult, SessionStats]:
         """Per group: counts per state, mean/p50/p95 duration of clean exits, crash and
         abandon rates."""
-        return await timed(
-            "session_stats",
-            lambda: service.session_stats(group_by, since, until, token, _headers(ctx)),
-        )()
+        return await answer(
+            "session_stats", service.session_stats(group_by, since, until, token, _headers(ctx))
+        )
 
     @server.tool(annotations=read)
     async def health_check(token: Token = None) -> Annotated[CallToolResult, HealthResult]:
         """Is the server up and its database reachable? Needs no token."""
-        return await timed("health_check", service.health_check)()
+        return await answer("health_check", service.health_check())
 
     return server

@@ -71,8 +71,8 @@ class SessionService:
         try:
             self.authority.authorize(credential, scope)
         except AuthError as exc:
-            self.metrics.reject("forbidden" if exc.insufficient_scope else "unauthorized")
             kind = "forbidden" if exc.insufficient_scope else "unauthorized"
+            self.metrics.reject(kind)
             return f"{kind}: {exc}"
         return None
 
