@@ -471,6 +471,8 @@ def spool_flush(destination: Destination) -> None:
     """Deliver spooled events, oldest first."""
     with courier_for(destination) as courier:
         report = courier.flush()
+    for problem in report.problems:
+        click.echo(f"session-buddy: {problem}", err=True)
     click.echo(f"delivered {report.delivered}, {report.remaining} still waiting")
     if report.remaining:
         raise click.ClickException("the server is unreachable; events stay in the spool")

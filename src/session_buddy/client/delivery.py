@@ -83,23 +83,27 @@ class Courier:
         return True
 
     def flush(self) -> ReplayReport:
-        report = self.spool.replay(self._deliver_spooled)
-        report.problems.extend(self.problems)
-        return report
+        return self.spool.replay(self._deliver_spooled)
 
     def _deliver_spooled(self, record: dict[str, Any]) -> bool:
         try:
-            self.deliver(record)
+            self.deliver(record, spooled=True)
         except TransportError:
             return False
         return True
 
-    def deliver(self, record: dict[str, Any]) -> str | None:
+    def deliver(self, record: dict[str, Any], *, spooled: bool = False) -> str | None:
         """Deliver one record (what the server rejects for good is dropped, with a note);
-        the session id for a start. Raises TransportError when unreachable."""
+        the session id for a start. Raises TransportError when unreachable.
+
+        A start replayed from the spool has its session id remembered, for the
+        `spooled:<event id>` placeholders handed out while it waited."""
         kind = record.get("kind")
         if kind == "start":
-            return self._deliver_start(record["event"])
+            session_id = self._deliver_start(record["event"])
+            if spooled and session_id is not None:
+                self.spool.remember(record["event"]["event_id"], session_id)
+            return session_id
         if kind == "end":
             self._deliver_end(record)
         elif kind == "end_external":
@@ -114,7 +118,6 @@ class Courier:
         if result.get("status") != "tracked" or not isinstance(session_id, str):
             self._note(f"start {event.get('event_id')} rejected: {result.get('error')}")
             return None
-        self.spool.remember(event["event_id"], session_id)
         return session_id
 
     def _deliver_end(self, record: dict[str, Any]) -> None:

@@ -20,7 +20,12 @@ from typing import Any, Self
 from session_buddy.client.delivery import Courier
 from session_buddy.client.events import end_event, now_iso, start_event
 from session_buddy.client.spool import Spool
-from session_buddy.client.transports import DEFAULT_TIMEOUT, Transport, open_transport
+from session_buddy.client.transports import (
+    DEFAULT_TIMEOUT,
+    Transport,
+    TransportError,
+    open_transport,
+)
 
 SERVER_URL_ENV = "SESSION_BUDDY_SERVER_URL"
 TOKEN_ENV = "SESSION_BUDDY_TOKEN"
@@ -247,8 +252,6 @@ class _Unreachable:
     timeout = 0.0
 
     def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        from session_buddy.client.transports import TransportError
-
         raise TransportError("giving up on a stuck transport at exit")
 
     def close(self) -> None:
