@@ -17,7 +17,7 @@ from mcp import Client, StdioServerParameters
 
 from conftest import start_payload
 from mcp_helpers import http_client, http_server, server_env, structured
-from session_buddy.mcp.auth import AUDIENCE, TokenAuthority
+from session_buddy.app.auth import AUDIENCE, TokenAuthority
 
 SECRET = "test-secret-with-enough-entropy-0123456789"
 authority = TokenAuthority(SECRET)

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import start_payload
 from mcp_helpers import http_client, http_server, server_env, structured
+from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp.server import build_mcp_server
-from session_buddy.mcp.service import SessionService
 
 TOOLS = {
     "track_session_start",

@@ -108,7 +108,7 @@ async def test_a_failing_write_does_not_take_its_batch_down(tmp_path: Path) -> N
 
     results = await asyncio.gather(
         *(
-            store.write(lambda tx, v=v: tx.run("INSERT INTO t (v) VALUES (?)", (v,)))  # type: ignore[misc]
+            store.write(lambda tx, v=v: tx.run("INSERT INTO t (v) VALUES ($1)", (v,)))  # type: ignore[misc]
             for v in (1, 2, None, 4)
         ),
         return_exceptions=True,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -17,35 +19,49 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from session_buddy.app.service import SessionService
     from session_buddy.client.delivery import Courier
-    from session_buddy.core import SessionLifecycleManager
 
 from session_buddy import __version__
+from session_buddy.config import Settings
+from session_buddy.core.records import GROUP_KEYS, StatsGroup
+from session_buddy.core.states import SessionStatus
 
 T = TypeVar("T")
 
 database_url_option = click.option(
     "--database-url",
-    envvar="SESSION_BUDDY_DATABASE_URL",
-    help="sqlite:///path.db or postgresql://user@host/db (default: the embedded store).",
+    help="sqlite:///path.db or postgresql://user@host/db "
+    "(default: $SESSION_BUDDY_DATABASE_URL, else the embedded store).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def run_with_manager(
-    database_url: str | None, action: Callable[[SessionLifecycleManager], Awaitable[T]]
+def run_with_service(
+    database_url: str | None, action: Callable[[SessionService], Awaitable[T]]
 ) -> T:
-    """Open the store, run one async action against it, close the store."""
+    """Open the store, run one async action on the service, close the store."""
+    from session_buddy.app.service import SessionService
     from session_buddy.core import SessionLifecycleManager
 
     async def main() -> T:
         async with SessionLifecycleManager(database_url) as manager:
-            return await action(manager)
+            return await action(SessionService(manager))
 
     try:
         return asyncio.run(main())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def run_tool(database_url: str | None, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One tool call on the store, the way the MCP server answers it; errors exit 1."""
+    from session_buddy.app.tools import call_tool
+
+    result = run_with_service(database_url, lambda service: call_tool(service, tool, arguments))
+    if result.get("status") == "error":
+        raise click.ClickException(str(result.get("error")))
+    return result
 
 
 def console() -> Console:
@@ -104,14 +120,15 @@ def serve_command(
     stateless: bool,
 ) -> None:
     """Run the MCP server (stdio by default, --http for streamable HTTP on /mcp)."""
-    from session_buddy.mcp.serve import configure_logging, serve_http, serve_stdio
+    from session_buddy.runner import configure_logging, serve_http, serve_stdio
 
-    configure_logging()
+    settings = Settings.from_environment().with_flags(database_url=database_url)
+    configure_logging(settings.log_level)
     try:
         if use_http:
             asyncio.run(
                 serve_http(
-                    database_url,
+                    settings,
                     host=host,
                     port=port,
                     allowed_hosts=allowed_hosts,
@@ -120,7 +137,7 @@ def serve_command(
                 )
             )
         else:
-            asyncio.run(serve_stdio(database_url))
+            asyncio.run(serve_stdio(settings))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
@@ -144,9 +161,9 @@ def token() -> None:
 @click.option("--subject", default="cli", show_default=True, help="Who the token is for.")
 def token_create(scopes: tuple[str, ...], ttl: int, subject: str) -> None:
     """Mint a token signed with $SESSION_BUDDY_SECRET (printed on the last line)."""
-    from session_buddy.mcp.auth import TokenAuthority
+    from session_buddy.app.auth import TokenAuthority
 
-    authority = TokenAuthority.from_environment()
+    authority = TokenAuthority.from_secret(Settings.from_environment().secret)
     if authority is None:
         raise click.ClickException("SESSION_BUDDY_SECRET is not set")
     wanted = [scope for value in scopes for scope in value.split()]
@@ -164,7 +181,7 @@ def sessions() -> None:
 @sessions.command("list")
 @database_url_option
 @json_option
-@click.option("--status", type=click.Choice(["active", "ended", "crashed", "abandoned"]))
+@click.option("--status", type=click.Choice([status.value for status in SessionStatus]))
 @click.option("--active", is_flag=True, help="Only sessions running now (same as --status active).")
 @click.option("--component", "component_name")
 @click.option("--shell-type")
@@ -178,7 +195,7 @@ def list_command(database_url: str | None, as_json: bool, active: bool, **filter
     """List sessions, newest first."""
     if active:
         filters["status"] = "active"
-    page = run_with_manager(database_url, lambda m: m.list_sessions(**filters))
+    page = run_tool(database_url, "list_sessions", filters)
     if as_json:
         print_json(page)
         return
@@ -207,10 +224,10 @@ def list_command(database_url: str | None, as_json: bool, active: bool, **filter
 @json_option
 def show_command(session_id: str, database_url: str | None, as_json: bool) -> None:
     """Show one session."""
-    record = run_with_manager(database_url, lambda m: m.get_session(session_id))
-    if record is None:
+    record = run_tool(database_url, "get_session", {"session_id": session_id})
+    if record["status"] == "not_found":
         if as_json:
-            print_json({"session_id": session_id, "status": "not_found"})
+            print_json(record)
         click.echo(f"Error: no session {session_id!r}", err=True)
         sys.exit(1)
     if as_json:
@@ -230,7 +247,7 @@ def show_command(session_id: str, database_url: str | None, as_json: bool) -> No
 @click.option(
     "--by",
     "group_by",
-    type=click.Choice(["component_name", "shell_type", "hostname", "username"]),
+    type=click.Choice(GROUP_KEYS),
     default="component_name",
     show_default=True,
 )
@@ -240,22 +257,12 @@ def stats_command(
     database_url: str | None, as_json: bool, group_by: str, since: str | None, until: str | None
 ) -> None:
     """Counts, durations and failure rates per group."""
-    stats = run_with_manager(database_url, lambda m: m.session_stats(group_by, since, until))
+    arguments = {"group_by": group_by, "since": since, "until": until}
+    stats = run_tool(database_url, "session_stats", arguments)
     if as_json:
         print_json(stats)
         return
-    columns = [
-        "total",
-        "active",
-        "ended",
-        "crashed",
-        "abandoned",
-        "duration_mean",
-        "duration_p50",
-        "duration_p95",
-        "crash_rate",
-        "abandon_rate",
-    ]
+    columns = [field.name for field in dataclasses.fields(StatsGroup) if field.name != "key"]
     from rich.table import Table
 
     table = Table(group_by, *columns)
@@ -269,7 +276,7 @@ def stats_command(
 @json_option
 def reap_command(database_url: str | None, as_json: bool) -> None:
     """Mark silent sessions, and local ones whose process is gone, as abandoned."""
-    reaped = run_with_manager(database_url, lambda m: m.reap())
+    reaped = run_with_service(database_url, lambda service: service.reap())
     if as_json:
         print_json({"abandoned": reaped})
     else:
@@ -287,12 +294,12 @@ def db() -> None:
 @database_url_option
 def upgrade_command(database_url: str | None) -> None:
     """Apply pending schema migrations (opening the store does this too)."""
-    from session_buddy.config import resolve_database_url
     from session_buddy.core.store import open_store
 
-    url = resolve_database_url(database_url)
+    settings = Settings.from_environment().with_flags(database_url=database_url)
+    url = settings.database_url
     try:
-        store = open_store(url)
+        store = open_store(url, sqlite_synchronous=settings.sqlite_synchronous)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     asyncio.run(store.close())
@@ -311,6 +318,7 @@ class Destination:
     database_url: str | None
     token: str | None
     timeout: float
+    spool_path: Path
 
 
 def transport_options(timeout: float) -> Callable[[F], F]:
@@ -326,7 +334,14 @@ def transport_options(timeout: float) -> Callable[[F], F]:
             timeout: float,
             **kwargs: Any,
         ) -> Any:
-            destination = Destination(server_url, database_url, token, timeout)
+            settings = Settings.from_environment()
+            destination = Destination(
+                server_url or settings.server_url,
+                database_url,
+                token or settings.token,
+                timeout,
+                settings.spool_path,
+            )
             return command(*args, destination=destination, **kwargs)
 
         wrapped: Any = with_destination
@@ -334,14 +349,13 @@ def transport_options(timeout: float) -> Callable[[F], F]:
             [
                 click.option(
                     "--server-url",
-                    envvar="SESSION_BUDDY_SERVER_URL",
-                    help="http://host:8678/mcp or stdio:[command]; default: the store itself.",
+                    help="http://host:8678/mcp or stdio:[command] "
+                    "(default: $SESSION_BUDDY_SERVER_URL, else the store itself).",
                 ),
                 database_url_option,
                 click.option(
                     "--token",
-                    envvar="SESSION_BUDDY_TOKEN",
-                    help="Bearer token, when the server needs one.",
+                    help="Bearer token, when the server needs one (default: $SESSION_BUDDY_TOKEN).",
                 ),
                 click.option(
                     "--timeout",
@@ -375,7 +389,7 @@ def courier_for(destination: Destination) -> Iterator[Courier]:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        yield Courier(transport, Spool(), token=destination.token)
+        yield Courier(transport, Spool(destination.spool_path), token=destination.token)
     finally:
         transport.close()
 

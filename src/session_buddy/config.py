@@ -1,20 +1,72 @@
-"""Where the session database lives unless told otherwise."""
+"""Every setting session-buddy reads from the environment, read in one place.
+
+`Settings.from_environment()` is the only reader of `SESSION_BUDDY_*` and the XDG
+variables; command-line flags override what it returns (`Settings.with_flags`).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 DATABASE_URL_ENV = "SESSION_BUDDY_DATABASE_URL"
+SQLITE_SYNCHRONOUS_ENV = "SESSION_BUDDY_SQLITE_SYNCHRONOUS"
+ABANDON_AFTER_ENV = "SESSION_BUDDY_ABANDON_AFTER"
+REAP_INTERVAL_ENV = "SESSION_BUDDY_REAP_INTERVAL"
+LOG_LEVEL_ENV = "SESSION_BUDDY_LOG_LEVEL"
+SECRET_ENV = "SESSION_BUDDY_SECRET"
+SERVER_URL_ENV = "SESSION_BUDDY_SERVER_URL"
+TOKEN_ENV = "SESSION_BUDDY_TOKEN"
+SPOOL_ENV = "SESSION_BUDDY_SPOOL"
+
+DEFAULT_ABANDON_AFTER = timedelta(hours=24)
+DEFAULT_REAP_INTERVAL = 60.0
 
 
-def default_database_path() -> Path:
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "session-buddy" / "sessions.db"
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    spool_path: Path
+    sqlite_synchronous: str = "FULL"
+    abandon_after: timedelta = DEFAULT_ABANDON_AFTER
+    reap_interval: float = DEFAULT_REAP_INTERVAL
+    log_level: str = "INFO"
+    secret: str | None = None
+    server_url: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        home = Path.home()
+        data_home = Path(environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+        state_home = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+        abandon_after = environ.get(ABANDON_AFTER_ENV)
+        reap_interval = environ.get(REAP_INTERVAL_ENV)
+        spool = environ.get(SPOOL_ENV)
+        return cls(
+            database_url=environ.get(DATABASE_URL_ENV)
+            or f"sqlite:///{data_home / 'session-buddy' / 'sessions.db'}",
+            sqlite_synchronous=environ.get(SQLITE_SYNCHRONOUS_ENV) or "FULL",
+            abandon_after=(
+                timedelta(seconds=float(abandon_after)) if abandon_after else DEFAULT_ABANDON_AFTER
+            ),
+            reap_interval=float(reap_interval) if reap_interval else DEFAULT_REAP_INTERVAL,
+            log_level=(environ.get(LOG_LEVEL_ENV) or "INFO").upper(),
+            secret=environ.get(SECRET_ENV) or None,
+            server_url=environ.get(SERVER_URL_ENV) or None,
+            token=environ.get(TOKEN_ENV) or None,
+            spool_path=Path(spool) if spool else state_home / "session-buddy" / "spool.jsonl",
+        )
+
+    def with_flags(self, **flags: Any) -> Settings:
+        """These settings with every flag that was given (not None) taking precedence."""
+        return replace(self, **{name: value for name, value in flags.items() if value is not None})
 
 
 def resolve_database_url(database_url: str | None = None) -> str:
     """The explicit URL, else $SESSION_BUDDY_DATABASE_URL, else the embedded default."""
-    return (
-        database_url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{default_database_path()}"
-    )
+    return database_url or Settings.from_environment().database_url

@@ -43,7 +43,8 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     return payload
 
 
-def _text(payload: dict[str, Any], key: str) -> str | None:
+def _clipped(payload: dict[str, Any], key: str) -> str | None:
+    """A string field of the payload cut to 500 characters (hook input is never refused)."""
     value = payload.get(key)
     return value[:500] if isinstance(value, str) and value else None
 
@@ -54,19 +55,19 @@ def record(payload: dict[str, Any], courier: Courier) -> str:
     if payload["hook_event_name"] == "SessionStart":
         details = {
             "external_id": claude_id,
-            "source": _text(payload, "source") or "startup",
-            "transcript_path": _text(payload, "transcript_path"),
+            "source": _clipped(payload, "source") or "startup",
+            "transcript_path": _clipped(payload, "transcript_path"),
         }
         event = start_event(
             COMPONENT,
             SHELL_TYPE,
             pid=os.getppid(),  # Claude Code itself; this hook process is gone in a moment
-            cwd=_text(payload, "cwd"),
+            cwd=_clipped(payload, "cwd"),
             metadata={k: v for k, v in details.items() if v is not None},
         )
         session_id = courier.start(event)
         return f"tracked {session_id}" if session_id else "spooled the start for later"
-    reason = _text(payload, "reason") or "other"
+    reason = _clipped(payload, "reason") or "other"
     event = end_event(None, exit_code=None, exit_reason=reason)
     delivered = courier.end_external(claude_id, event)
     return f"ended Claude session {claude_id}" if delivered else "spooled the end for later"

@@ -10,6 +10,7 @@ from session_buddy.client.spool import ReplayReport, Spool
 from session_buddy.client.transports import Transport, TransportError
 
 SPOOLED_PREFIX = "spooled:"
+CREDENTIAL_ERRORS = ("unauthorized", "forbidden")
 
 
 class Courier:
@@ -25,9 +26,9 @@ class Courier:
             arguments = arguments | {"token": self.token}
         with self._calls:
             result = self.transport.call(tool, arguments)
-        error = str(result.get("error") or "")
-        if error.startswith(("unauthorized", "forbidden")):
-            raise TransportError(error)  # keep the event until the credentials are fixed
+        if result.get("error_code") in CREDENTIAL_ERRORS:
+            # Keep the event until the credentials are fixed.
+            raise TransportError(str(result.get("error")))
         return result
 
     def _note(self, problem: str) -> None:

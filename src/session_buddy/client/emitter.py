@@ -26,9 +26,8 @@ from session_buddy.client.transports import (
     TransportError,
     open_transport,
 )
+from session_buddy.config import Settings
 
-SERVER_URL_ENV = "SESSION_BUDDY_SERVER_URL"
-TOKEN_ENV = "SESSION_BUDDY_TOKEN"
 EXIT_BUDGET_SECONDS = 2.0
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
@@ -57,18 +56,19 @@ class SessionEventEmitter:
         metadata: dict[str, Any] | None = None,
         transport: Transport | None = None,
     ) -> None:
+        settings = Settings.from_environment()
         self.component_name = component_name
         self.shell_type = shell_type or "PythonShell"
-        self.server_url = server_url or os.environ.get(SERVER_URL_ENV)
+        self.server_url = server_url or settings.server_url
         self.database_url = database_url
         self.heartbeat_interval = heartbeat_interval
         self.metadata = metadata or {}
         self.session_id: str | None = None
         self.start_event: dict[str, Any] | None = None
-        self._token = token or os.environ.get(TOKEN_ENV)
+        self._token = token or settings.token
         self._timeout = timeout
         self._transport = transport
-        self._spool = spool or Spool()
+        self._spool = spool or Spool(settings.spool_path)
         self._courier: Courier | None = None
         self._lock = threading.RLock()
         self._ended = False

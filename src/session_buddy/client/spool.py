@@ -21,15 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SPOOL_ENV = "SESSION_BUDDY_SPOOL"
+from session_buddy.config import Settings
+
 KNOWN_IDS_KEPT = 2000
-
-
-def default_spool_path() -> Path:
-    if path := os.environ.get(SPOOL_ENV):
-        return Path(path)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "session-buddy" / "spool.jsonl"
 
 
 @dataclass
@@ -41,7 +35,7 @@ class ReplayReport:
 
 class Spool:
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_spool_path()
+        self.path = path or Settings.from_environment().spool_path
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._replay_lock_path = self.path.with_name(self.path.name + ".replay-lock")
         self._ids_path = self.path.with_name(self.path.name + ".ids.json")

@@ -1,4 +1,12 @@
-"""MCP side of session-buddy: wire models, the SessionTracker and the server."""
+"""MCP side of session-buddy: the wire models, the seed's SessionTracker, the server.
+
+The wire models load eagerly and alone; the tracker (which needs the store) loads on
+first use, so `import session_buddy.mcp.event_models` stays free of I/O libraries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from session_buddy.mcp.event_models import (
     EnvironmentInfo,
@@ -9,7 +17,9 @@ from session_buddy.mcp.event_models import (
     SessionStartResult,
     UserInfo,
 )
-from session_buddy.mcp.session_tracker import SessionTracker
+
+if TYPE_CHECKING:
+    from session_buddy.mcp.session_tracker import SessionTracker
 
 __all__ = [
     "EnvironmentInfo",
@@ -21,3 +31,11 @@ __all__ = [
     "SessionTracker",
     "UserInfo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SessionTracker":
+        from session_buddy.mcp.session_tracker import SessionTracker
+
+        return SessionTracker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

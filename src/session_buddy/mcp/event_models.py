@@ -3,6 +3,8 @@
 Compatible with existing Session-Buddy clients (same field names, defaults, validator
 names and message phrases) and stricter where the original was wrong: timestamps must be
 real instants and client-supplied sizes are bounded.
+
+Pure: pydantic and the standard library only, no I/O, importable on its own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from session_buddy.core.timestamps import parse_timestamp
+from session_buddy.timestamps import parse_timestamp
 
 SCHEMA_VERSION = "1.0"
 JSON_SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -30,6 +32,17 @@ COMPONENT_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 METADATA_MAX_BYTES = 64 * 1024
 METADATA_MAX_DEPTH = 10
 START_STATUSES = ("tracked", "error")
+
+
+def _absent(value: Any) -> bool:
+    """Left out of a dump when unset: results without an error look as in wire v1.0."""
+    return value is None
+
+
+ERROR_CODE_DESCRIPTION = (
+    "Set with status 'error', for clients to branch on: invalid_argument, unauthorized, "
+    "forbidden, store_unavailable (retry later)"
+)
 END_STATUSES = ("ended", "error", "not_found")
 
 _COMPONENT_NAME = re.compile(COMPONENT_NAME_PATTERN)
@@ -264,6 +277,9 @@ class SessionStartResult(BaseModel, JsonSchemaMixin):
     session_id: str | None = Field(..., description="The session's id; None on error")
     status: str = Field(..., json_schema_extra={"enum": list(START_STATUSES)})
     error: str | None = None
+    error_code: str | None = Field(
+        default=None, description=ERROR_CODE_DESCRIPTION, exclude_if=_absent
+    )
 
     @field_validator("status")
     @classmethod
@@ -292,6 +308,9 @@ class SessionEndResult(BaseModel, JsonSchemaMixin):
     session_id: str
     status: str = Field(..., json_schema_extra={"enum": list(END_STATUSES)})
     error: str | None = None
+    error_code: str | None = Field(
+        default=None, description=ERROR_CODE_DESCRIPTION, exclude_if=_absent
+    )
     session_status: str | None = Field(
         default=None, description="The session's final state: ended, crashed, ..."
     )

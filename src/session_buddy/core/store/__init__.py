@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
-import os
-
-from session_buddy.core.store.base import Row, Store, StoreClosedError, Tx
+from session_buddy.core.errors import InvalidArgument
+from session_buddy.core.store.base import Row, Store, Tx
 from session_buddy.core.store.sqlite import SQLiteStore
 
-SQLITE_SYNCHRONOUS_ENV = "SESSION_BUDDY_SQLITE_SYNCHRONOUS"
+__all__ = ["Row", "SQLiteStore", "Store", "Tx", "open_store"]
 
-__all__ = ["Row", "SQLiteStore", "Store", "StoreClosedError", "Tx", "open_store"]
+POSTGRES_EXTRA_HINT = "PostgreSQL support is not installed: pip install 'session-buddy[postgres]'"
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
     """Open (creating and migrating as needed) the store a database URL names.
 
     `sqlite:///relative.db`, `sqlite:////absolute/path.db`, `postgresql://user@host/db`.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"Invalid database URL {url!r}: expected sqlite:///path or postgresql://")
+        raise InvalidArgument(
+            "database_url",
+            f"Invalid database URL {url!r}: expected sqlite:///path or postgresql://",
+        )
     engine = scheme.split("+")[0].lower()
     if engine == "sqlite":
         if not rest.startswith("/") or rest == "/":
-            raise ValueError(f"Invalid SQLite URL {url!r}: expected sqlite:///path/to/file.db")
-        path = rest[1:].split("?")[0]
-        synchronous = os.environ.get(SQLITE_SYNCHRONOUS_ENV, "FULL")
-        return SQLiteStore(path, synchronous=synchronous)
+            raise InvalidArgument(
+                "database_url", f"Invalid SQLite URL {url!r}: expected sqlite:///path/to/file.db"
+            )
+        return SQLiteStore(rest[1:].split("?")[0], synchronous=sqlite_synchronous)
     if engine in ("postgresql", "postgres"):
-        from session_buddy.core.store.postgres import PostgresStore
-
+        try:
+            from session_buddy.core.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise InvalidArgument("database_url", f"{POSTGRES_EXTRA_HINT} ({exc})") from exc
         return PostgresStore(url)
-    raise ValueError(f"Unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+    raise InvalidArgument(
+        "database_url",
+        f"Unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://",
+    )

@@ -10,7 +10,8 @@ Row = Mapping[str, Any]
 
 
 class Tx(Protocol):
-    """One open transaction. SQL uses `?` placeholders on every engine."""
+    """One open transaction. SQL uses numbered placeholders (`$1`, `$2`, ...), which
+    SQLite and PostgreSQL both understand natively; a number may appear twice."""
 
     dialect: str
 
@@ -37,7 +38,3 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class StoreClosedError(RuntimeError):
-    """The store was closed; no more work is accepted."""

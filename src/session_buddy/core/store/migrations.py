@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from session_buddy.core.records import GROUP_KEYS
+from session_buddy.core.states import SessionStatus
 from session_buddy.core.store.base import Tx
+
+_STATES = ", ".join(f"'{status.value}'" for status in SessionStatus)
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,8 @@ class Migration:
     statements: tuple[str, ...]
 
 
-# `{id}` becomes the engine's auto-increment primary key column type.
+# `{id}` becomes the engine's auto-increment primary key column type, `{states}` the
+# session states.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -32,8 +37,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 cwd TEXT NOT NULL,
                 python_version TEXT NOT NULL,
                 platform TEXT NOT NULL,
-                status TEXT NOT NULL
-                    CHECK (status IN ('active', 'ended', 'crashed', 'abandoned')),
+                status TEXT NOT NULL CHECK (status IN ({states})),
                 started_us BIGINT NOT NULL,
                 ended_us BIGINT,
                 last_seen_us BIGINT NOT NULL,
@@ -58,7 +62,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             *(
                 f"CREATE INDEX sessions_stats_by_{key} ON sessions "
                 f"({key}, status, duration_seconds, started_us)"
-                for key in ("component_name", "shell_type", "hostname", "username")
+                for key in GROUP_KEYS
             ),
             "CREATE INDEX sessions_active_by_process ON sessions (hostname, pid, started_us) "
             "WHERE status = 'active'",
@@ -118,9 +122,9 @@ def apply_pending(tx: Tx, now_us: int) -> list[int]:
         if migration.version <= version:
             continue
         for statement in migration.statements:
-            tx.run(statement.replace("{id}", _ID_COLUMN[tx.dialect]))
+            tx.run(statement.replace("{id}", _ID_COLUMN[tx.dialect]).replace("{states}", _STATES))
         tx.run(
-            "INSERT INTO schema_migrations (version, name, applied_us) VALUES (?, ?, ?)",
+            "INSERT INTO schema_migrations (version, name, applied_us) VALUES ($1, $2, $3)",
             (migration.version, migration.name, now_us),
         )
         applied.append(migration.version)

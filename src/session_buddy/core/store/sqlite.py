@@ -18,12 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from session_buddy.core.store.base import Row, StoreClosedError, T
+from session_buddy.core.errors import InvalidArgument, StoreClosedError
+from session_buddy.core.store.base import Row, T
 from session_buddy.core.store.migrations import apply_pending
-from session_buddy.core.timestamps import now_micros
+from session_buddy.timestamps import now_micros
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_BATCH = 1024
+
+
+def _numbered(params: Sequence[Any]) -> dict[str, Any]:
+    """Values for SQLite's `$1`, `$2`, ... parameters, which it binds by name."""
+    return {str(number): value for number, value in enumerate(params, start=1)}
 
 
 class SQLiteTx:
@@ -33,14 +39,14 @@ class SQLiteTx:
         self._connection = connection
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = self._connection.execute(sql, params).fetchall()
+        rows = self._connection.execute(sql, _numbered(params)).fetchall()
         return rows[0] if rows else None
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._connection.execute(sql, params).fetchall()
+        return self._connection.execute(sql, _numbered(params)).fetchall()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._connection.execute(sql, params).rowcount
+        return self._connection.execute(sql, _numbered(params)).rowcount
 
 
 @dataclass
@@ -83,12 +89,15 @@ class SQLiteStore:
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
         synchronous = synchronous.upper()
         if synchronous not in SYNCHRONOUS_MODES:
-            raise ValueError(
+            raise InvalidArgument(
+                "sqlite_synchronous",
                 f"Invalid SQLite synchronous mode {synchronous!r}: "
-                f"use one of {', '.join(SYNCHRONOUS_MODES)}"
+                f"use one of {', '.join(SYNCHRONOUS_MODES)}",
             )
         if path == ":memory:" or path.startswith("file:"):
-            raise ValueError("SQLite store needs a file path, not an in-memory database")
+            raise InvalidArgument(
+                "database_url", "SQLite store needs a file path, not an in-memory database"
+            )
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.path = str(Path(path).expanduser())
         self.url = f"sqlite:///{self.path}"

@@ -1,4 +1,7 @@
-"""Strict ISO 8601 parsing and the UTC microsecond clock the store keeps times in."""
+"""The ISO 8601 rule of the wire format and the UTC microsecond clock of the store.
+
+Standard library only: the wire models and core both stand on it, unaware of each other.
+"""
 
 from __future__ import annotations
 

@@ -8,21 +8,28 @@ several server processes on one PostgreSQL database.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from typing import Any
 
-from session_buddy.core.states import SessionStatus
+from session_buddy.core.states import classify_end, exit_code_of
 from session_buddy.core.store.base import Row, Tx
-from session_buddy.core.timestamps import from_micros
+from session_buddy.timestamps import from_micros
 
+# Abandon, dated at the last activity; $1 is the end reason.
 _ABANDON = (
     "status = 'abandoned', ended_us = last_seen_us, "
-    "duration_seconds = (last_seen_us - started_us) / 1000000.0, end_reason = ?"
+    "duration_seconds = (last_seen_us - started_us) / 1000000.0, end_reason = $1"
 )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
 class NewSession:
-    """A validated start event, flattened for storage."""
+    """A validated start, flattened; `payload` is the event as received (JSON text)."""
 
     event_id: str
     component_name: str
@@ -35,7 +42,7 @@ class NewSession:
     python_version: str
     platform: str
     started_us: int
-    start_metadata: str
+    start_metadata: dict[str, Any]
     payload: str
     external_id: str | None = None
     previous_session_id: str | None = None
@@ -43,14 +50,11 @@ class NewSession:
 
 @dataclass(frozen=True)
 class SessionEnd:
-    """A validated end event, classified."""
+    """A validated end; its metadata decides between ended and crashed."""
 
     session_id: str
     ended_us: int
-    status: SessionStatus
-    end_reason: str | None
-    exit_code: int | None
-    end_metadata: str
+    metadata: dict[str, Any]
     payload: str
 
 
@@ -89,7 +93,7 @@ def log_event(
 ) -> None:
     tx.run(
         "INSERT INTO events (received_us, event_type, session_id, event_id, outcome, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "VALUES ($1, $2, $3, $4, $5, $6)",
         (received_us, event_type, session_id, event_id, outcome, payload),
     )
 
@@ -130,7 +134,7 @@ def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
 
 def _latest_external(tx: Tx, external_id: str) -> Row | None:
     return tx.one(
-        "SELECT session_id, status FROM sessions WHERE external_id = ? "
+        "SELECT session_id, status FROM sessions WHERE external_id = $1 "
         "ORDER BY started_us DESC, session_id DESC LIMIT 1",
         (external_id,),
     )
@@ -140,7 +144,7 @@ def _active_external(tx: Tx, external_id: str | None) -> str | None:
     if external_id is None:
         return None
     row = tx.one(
-        "SELECT session_id FROM sessions WHERE external_id = ? AND status = 'active'",
+        "SELECT session_id FROM sessions WHERE external_id = $1 AND status = 'active'",
         (external_id,),
     )
     return str(row["session_id"]) if row else None
@@ -150,8 +154,8 @@ def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_u
     """A new start from the same (hostname, pid) means the previous session is gone."""
     superseded = tx.all(
         f"UPDATE sessions SET {_ABANDON} "
-        "WHERE hostname = ? AND pid = ? AND status = 'active' AND started_us <= ? "
-        "AND session_id <> ? RETURNING session_id",
+        "WHERE hostname = $2 AND pid = $3 AND status = 'active' AND started_us <= $4 "
+        "AND session_id <> $5 RETURNING session_id",
         ("superseded", new.hostname, new.pid, new.started_us, session_id),
     )
     for row in superseded:
@@ -169,8 +173,8 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
             "INSERT INTO sessions (session_id, event_id, component_name, shell_type, pid, "
             "hostname, username, home, cwd, python_version, platform, status, started_us, "
             "last_seen_us, received_us, start_metadata, external_id, previous_session_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING RETURNING session_id",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12, $12, $13, "
+            "$14, $15, $16) ON CONFLICT DO NOTHING RETURNING session_id",
             (
                 session_id,
                 new.event_id,
@@ -184,16 +188,15 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
                 new.python_version,
                 new.platform,
                 new.started_us,
-                new.started_us,
                 received_us,
-                new.start_metadata,
+                _json(new.start_metadata),
                 new.external_id,
                 new.previous_session_id,
             ),
         )
         if inserted is not None:
             return session_id, True
-        existing = tx.one("SELECT session_id FROM sessions WHERE event_id = ?", (new.event_id,))
+        existing = tx.one("SELECT session_id FROM sessions WHERE event_id = $1", (new.event_id,))
         if existing is not None:
             return str(existing["session_id"]), False
         running = _active_external(tx, new.external_id)
@@ -204,21 +207,20 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
 
 def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
     """End an active or abandoned session; an ended one stays as it is."""
+    status, reason = classify_end(end.metadata)
     updated = tx.one(
-        "UPDATE sessions SET status = ?, ended_us = ?, "
-        "duration_seconds = CASE WHEN ? >= started_us "
-        "THEN (? - started_us) / 1000000.0 ELSE 0.0 END, "
-        "end_reason = ?, exit_code = ?, end_metadata = ? "
-        "WHERE session_id = ? AND status IN ('active', 'abandoned') "
+        "UPDATE sessions SET status = $1, ended_us = $2, "
+        "duration_seconds = CASE WHEN $2 >= started_us "
+        "THEN ($2 - started_us) / 1000000.0 ELSE 0.0 END, "
+        "end_reason = $3, exit_code = $4, end_metadata = $5 "
+        "WHERE session_id = $6 AND status IN ('active', 'abandoned') "
         "RETURNING started_us, duration_seconds, component_name",
         (
-            end.status.value,
+            status.value,
             end.ended_us,
-            end.ended_us,
-            end.ended_us,
-            end.end_reason,
-            end.exit_code,
-            end.end_metadata,
+            reason,
+            exit_code_of(end.metadata),
+            _json(end.metadata),
             end.session_id,
         ),
     )
@@ -228,13 +230,13 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
             found=True,
             component_name=str(updated["component_name"]),
             changed=True,
-            session_status=end.status.value,
+            session_status=status.value,
             duration_seconds=float(updated["duration_seconds"]),
             clamped=end.ended_us < int(updated["started_us"]),
         )
     else:
         current = tx.one(
-            "SELECT status, duration_seconds, component_name FROM sessions WHERE session_id = ?",
+            "SELECT status, duration_seconds, component_name FROM sessions WHERE session_id = $1",
             (end.session_id,),
         )
         outcome = EndOutcome(
@@ -245,24 +247,24 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
             duration_seconds=current["duration_seconds"] if current else None,
         )
     unchanged = "duplicate" if outcome.found else "not_found"
-    logged = end.status.value if outcome.changed else unchanged
+    logged = status.value if outcome.changed else unchanged
     log_event(tx, received_us, "session_end", end.session_id, None, logged, end.payload)
     return outcome
 
 
 def record_heartbeat(
-    tx: Tx, session_id: str, seen_us: int, received_us: int, payload: str
+    tx: Tx, session_id: str, seen_us: int, received_us: int, payload: dict[str, Any]
 ) -> HeartbeatOutcome:
     """Refresh an active session; a heartbeat also revives an abandoned one."""
     row = tx.one(
         "UPDATE sessions SET status = 'active', ended_us = NULL, duration_seconds = NULL, "
-        "end_reason = NULL, received_us = ?, "
-        "last_seen_us = CASE WHEN ? > last_seen_us THEN ? ELSE last_seen_us END "
-        "WHERE session_id = ? AND status IN ('active', 'abandoned') RETURNING status",
-        (received_us, seen_us, seen_us, session_id),
+        "end_reason = NULL, received_us = $1, "
+        "last_seen_us = CASE WHEN $2 > last_seen_us THEN $2 ELSE last_seen_us END "
+        "WHERE session_id = $3 AND status IN ('active', 'abandoned') RETURNING status",
+        (received_us, seen_us, session_id),
     )
     if row is None:
-        current = tx.one("SELECT status FROM sessions WHERE session_id = ?", (session_id,))
+        current = tx.one("SELECT status FROM sessions WHERE session_id = $1", (session_id,))
         status = str(current["status"]) if current else None
         outcome = HeartbeatOutcome(session_id, current is not None, status)
     else:
@@ -274,7 +276,7 @@ def record_heartbeat(
         session_id,
         None,
         "recorded" if row else "ignored" if outcome.found else "not_found",
-        payload,
+        _json(payload),
     )
     return outcome
 
@@ -283,7 +285,7 @@ def abandon_stale(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
     """Abandon active sessions not heard from (server clock) since `cutoff_us`."""
     rows = tx.all(
         f"UPDATE sessions SET {_ABANDON} "
-        "WHERE status = 'active' AND received_us < ? RETURNING session_id",
+        "WHERE status = 'active' AND received_us < $2 RETURNING session_id",
         ("timeout", cutoff_us),
     )
     ids = [str(row["session_id"]) for row in rows]
@@ -295,7 +297,8 @@ def abandon_stale(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
 def active_on_host(tx: Tx, hostname: str) -> list[tuple[str, int, int]]:
     """(session_id, pid, started_us) of every active session on one host."""
     rows = tx.all(
-        "SELECT session_id, pid, started_us FROM sessions WHERE hostname = ? AND status = 'active'",
+        "SELECT session_id, pid, started_us FROM sessions "
+        "WHERE hostname = $1 AND status = 'active'",
         (hostname,),
     )
     return [(str(r["session_id"]), int(r["pid"]), int(r["started_us"])) for r in rows]
@@ -306,7 +309,7 @@ def abandon_sessions(tx: Tx, reasons: dict[str, str], now_us: int) -> list[str]:
     abandoned = []
     for session_id, reason in reasons.items():
         if tx.run(
-            f"UPDATE sessions SET {_ABANDON} WHERE session_id = ? AND status = 'active'",
+            f"UPDATE sessions SET {_ABANDON} WHERE session_id = $2 AND status = 'active'",
             (reason, session_id),
         ):
             log_event(tx, now_us, "reap", session_id, None, "abandoned", f'"{reason}"')

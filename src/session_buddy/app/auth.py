@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-SECRET_ENV = "SESSION_BUDDY_SECRET"
+from session_buddy.core.errors import InvalidArgument, SessionBuddyError
+
 AUDIENCE = "session-buddy"
 ISSUER = "session-buddy"
 ALGORITHM = "HS256"
@@ -16,14 +16,28 @@ READ_SCOPE = "sessions:read"
 WRITE_SCOPE = "sessions:write"
 KNOWN_SCOPES = (READ_SCOPE, WRITE_SCOPE)
 DEFAULT_TTL_SECONDS = 3600
+# Where the HTTP layer leaves the claims of a bearer header it verified (request scope).
+CLAIMS_STATE_KEY = "session_buddy_claims"
 
 
-class AuthError(Exception):
-    """A missing, invalid or insufficient credential; the message says which."""
+class AuthError(SessionBuddyError):
+    """A missing or invalid credential; the message says which."""
 
-    def __init__(self, message: str, *, insufficient_scope: bool = False) -> None:
-        super().__init__(message)
-        self.insufficient_scope = insufficient_scope
+    code = "unauthorized"
+
+
+class MissingScope(AuthError):
+    """A valid credential without the scope the call needs."""
+
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a token still to verify, or claims the HTTP layer verified."""
+
+    token: str | None = None
+    claims: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -33,8 +47,7 @@ class TokenAuthority:
     secret: str
 
     @classmethod
-    def from_environment(cls) -> TokenAuthority | None:
-        secret = os.environ.get(SECRET_ENV)
+    def from_secret(cls, secret: str | None) -> TokenAuthority | None:
         return cls(secret) if secret else None
 
     def create(
@@ -43,9 +56,11 @@ class TokenAuthority:
         unknown = [s for s in scopes if s not in KNOWN_SCOPES]
         if unknown or not scopes:
             bad = " ".join(unknown) or "(none)"
-            raise ValueError(f"Invalid scope {bad}: use {' and/or '.join(KNOWN_SCOPES)}")
+            raise InvalidArgument(
+                "scope", f"Invalid scope {bad}: use {' and/or '.join(KNOWN_SCOPES)}"
+            )
         if ttl_seconds <= 0:
-            raise ValueError("Invalid ttl: must be a positive number of seconds")
+            raise InvalidArgument("ttl", "Invalid ttl: must be a positive number of seconds")
         import jwt  # imported on use: servers without a secret never need it
 
         now = int(time.time())
@@ -86,12 +101,14 @@ class TokenAuthority:
             raise AuthError(f"invalid token: {exc}") from exc
         return claims
 
-    def authorize(self, token: str | None, scope: str) -> dict[str, Any]:
-        """Verify the token and require `scope` among its scopes."""
-        claims = self.verify(token)
+    def authorize(self, caller: Caller, scope: str) -> dict[str, Any]:
+        """The caller's claims, which must grant `scope`; a token is verified here, once."""
+        claims = (
+            self.verify(caller.token) if caller.token or caller.claims is None else caller.claims
+        )
         granted = str(claims.get("scope", "")).split()
         if scope not in granted:
-            raise AuthError(f"token lacks scope {scope!r}", insufficient_scope=True)
+            raise MissingScope(f"token lacks scope {scope!r}")
         return claims
 
 

@@ -11,16 +11,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterable
 
+from session_buddy.app.auth import TokenAuthority
+from session_buddy.app.service import SessionService
+from session_buddy.config import Settings
 from session_buddy.core import SessionLifecycleManager
-from session_buddy.mcp.auth import TokenAuthority
-from session_buddy.mcp.http_app import build_http_app
 from session_buddy.mcp.server import build_mcp_server
-from session_buddy.mcp.service import SessionService
+from session_buddy.web.app import build_http_app
 
 logger = logging.getLogger(__name__)
-LOG_LEVEL_ENV = "SESSION_BUDDY_LOG_LEVEL"
-REAP_INTERVAL_ENV = "SESSION_BUDDY_REAP_INTERVAL"
-DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8678
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -34,9 +32,8 @@ def _ignore_signal(signum: int, frame: object) -> None:
     """Placeholder handler while uvicorn owns shutdown."""
 
 
-def configure_logging() -> None:
+def configure_logging(level: str) -> None:
     """Logs go to stderr (stdout belongs to the stdio protocol)."""
-    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     logging.basicConfig(
         stream=sys.stderr,
         level=level,
@@ -66,14 +63,13 @@ async def reap_periodically(manager: SessionLifecycleManager, interval: float) -
 
 
 @contextlib.asynccontextmanager
-async def running_service(database_url: str | None) -> AsyncIterator[SessionService]:
+async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
     """The service with its store open and its reaper running; closes both on exit."""
-    manager = SessionLifecycleManager(database_url)
+    manager = SessionLifecycleManager(settings=settings)
     await manager.active_count()  # opens a reader now, not on the first request
-    interval = float(os.environ.get(REAP_INTERVAL_ENV, DEFAULT_REAP_INTERVAL))
-    reaper = asyncio.create_task(reap_periodically(manager, interval), name="reaper")
+    reaper = asyncio.create_task(reap_periodically(manager, settings.reap_interval), name="reaper")
     try:
-        yield SessionService(manager, authority=TokenAuthority.from_environment())
+        yield SessionService(manager, authority=TokenAuthority.from_secret(settings.secret))
     finally:
         reaper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -82,13 +78,13 @@ async def running_service(database_url: str | None) -> AsyncIterator[SessionServ
         logger.info("session store closed")
 
 
-async def serve_stdio(database_url: str | None) -> None:
+async def serve_stdio(settings: Settings) -> None:
     """Serve stdio until stdin closes or SIGINT/SIGTERM arrives."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    async with running_service(database_url) as service:
+    async with running_service(settings) as service:
         serving = asyncio.create_task(build_mcp_server(service).run_stdio_async())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,7 +99,7 @@ async def serve_stdio(database_url: str | None) -> None:
 
 
 async def serve_http(
-    database_url: str | None,
+    settings: Settings,
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -111,14 +107,14 @@ async def serve_http(
     insecure_bind: bool = False,
     stateless: bool = False,
 ) -> None:
-    if not is_loopback(host) and TokenAuthority.from_environment() is None and not insecure_bind:
+    if not is_loopback(host) and settings.secret is None and not insecure_bind:
         raise InsecureBindError(
             f"refusing to listen on {host} without SESSION_BUDDY_SECRET: anyone on the "
             "network could read and write sessions. Set the secret, or pass --insecure-bind."
         )
     import uvicorn
 
-    async with running_service(database_url) as service:
+    async with running_service(settings) as service:
         app = build_http_app(
             service,
             build_mcp_server(service),

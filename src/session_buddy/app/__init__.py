@@ -1,0 +1,1 @@
+"""The application layer: one service every face uses, its tool table, auth, metrics."""

@@ -1,0 +1,271 @@
+"""The application service: the one way every face (MCP tools, HTTP routes, CLI, the
+client's local transport, the seed's SessionTracker) reaches core.
+
+It validates wire events, turns them into core's plain inputs, decides on credentials,
+counts metrics, and is the one place where a failure becomes an error result with an
+`error_code` that clients branch on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from session_buddy import __version__
+from session_buddy.app.auth import AuthError, Caller, TokenAuthority
+from session_buddy.app.metrics import SessionMetrics
+from session_buddy.core import NewSession, SessionEnd, SessionLifecycleManager
+from session_buddy.core.errors import InvalidArgument, SessionBuddyError, StoreUnavailable
+from session_buddy.core.transitions import EndOutcome
+from session_buddy.mcp.event_models import (
+    SessionEndEvent,
+    SessionEndResult,
+    SessionStartEvent,
+    SessionStartResult,
+)
+from session_buddy.timestamps import to_micros
+
+M = TypeVar("M", bound=BaseModel)
+STORE_UNAVAILABLE = "store unavailable, retry later"
+EXTERNAL_ID_MAX = 200
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field and what is wrong with it."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in error["loc"]) or "event"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def _validated(model: type[M], event: Any, kind: str) -> M:
+    """A dict validated into `model`, or a model instance validated again if it skipped
+    validation (model_construct). Raises InvalidArgument naming the first bad field."""
+    try:
+        if type(event) is model and getattr(event, "is_validated", False):
+            return event
+        if isinstance(event, BaseModel):
+            event = event.model_dump(warnings=False)
+        if not isinstance(event, dict):
+            raise InvalidArgument(
+                "event", f"expected a {model.__name__} or a mapping, got {type(event).__name__}"
+            )
+        return model.model_validate(event)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        field = str(errors[0]["loc"][0]) if errors and errors[0]["loc"] else "event"
+        detail = describe_validation_error(exc)
+        raise InvalidArgument(field, f"Invalid session {kind} event: {detail}") from exc
+    except InvalidArgument as exc:
+        raise InvalidArgument("event", f"Invalid session {kind} event: {exc}") from exc
+
+
+def _field(event: Any, name: str) -> Any:
+    return event.get(name) if isinstance(event, dict) else getattr(event, name, None)
+
+
+def new_session(event: SessionStartEvent) -> NewSession:
+    """A validated start event as core's input. A string `metadata.external_id` is the
+    client's own session id."""
+    given = event.metadata.get("external_id")
+    external_id = given if isinstance(given, str) and 0 < len(given) <= EXTERNAL_ID_MAX else None
+    return NewSession(
+        event_id=event.event_id.strip().lower(),
+        component_name=event.component_name,
+        shell_type=event.shell_type,
+        pid=event.pid,
+        hostname=event.hostname,
+        username=event.user.username,
+        home=event.user.home,
+        cwd=event.environment.cwd,
+        python_version=event.environment.python_version,
+        platform=event.environment.platform,
+        started_us=to_micros(event.started_at),
+        start_metadata=event.metadata,
+        payload=event.model_dump_json(),
+        external_id=external_id,
+    )
+
+
+class SessionService:
+    def __init__(
+        self,
+        manager: SessionLifecycleManager,
+        *,
+        authority: TokenAuthority | None = None,
+        metrics: SessionMetrics | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.manager = manager
+        self.authority = authority
+        self.metrics = metrics or SessionMetrics()
+        self.logger = logger or logging.getLogger(__name__)
+
+    def authorize(self, caller: Caller, scope: str) -> None:
+        """Raise AuthError unless the caller may use `scope` (always may without a secret)."""
+        if self.authority is None:
+            return
+        try:
+            self.authority.authorize(caller, scope)
+        except AuthError as exc:
+            self.metrics.reject(exc.code)
+            raise
+
+    def failure(self, exc: BaseException) -> dict[str, Any]:
+        """The error part of a result for any failure: a message that names what is
+        wrong, or, for a store failure, only that it is worth retrying."""
+        if isinstance(exc, AuthError):
+            return {"status": "error", "error": f"{exc.code}: {exc}", "error_code": exc.code}
+        if isinstance(exc, SessionBuddyError) and not isinstance(exc, StoreUnavailable):
+            return {"status": "error", "error": str(exc), "error_code": exc.code}
+        self.logger.error("store failure: %s", exc, exc_info=exc)
+        self.metrics.reject("store_error")
+        return {
+            "status": "error",
+            "error": STORE_UNAVAILABLE,
+            "error_code": StoreUnavailable.code,
+        }
+
+    def _rejected(self, exc: InvalidArgument) -> None:
+        self.metrics.reject(f"invalid_{exc.field}")
+
+    async def start(self, event: SessionStartEvent | dict[str, Any]) -> SessionStartResult:
+        """Track a start: status 'tracked' with the session id, or 'error'. Never raises."""
+        try:
+            valid = _validated(SessionStartEvent, event, "start")
+            outcome = await self.manager.start_session(new_session(valid))
+        except Exception as exc:
+            if isinstance(exc, InvalidArgument):
+                self._rejected(exc)
+            failed = self.failure(exc)
+            self.logger.error(
+                "Session start failed: %s, component=%s, shell_type=%s, pid=%s",
+                failed["error"],
+                _field(event, "component_name"),
+                _field(event, "shell_type"),
+                _field(event, "pid"),
+            )
+            return SessionStartResult(session_id=None, **failed)
+        self.metrics.event("session_start", "tracked" if outcome.created else "duplicate")
+        if outcome.created:
+            self.metrics.session_started(valid.component_name)
+        self.logger.info(
+            "Session %s: session_id=%s, component=%s, shell_type=%s, pid=%d, user=%s, hostname=%s",
+            "started" if outcome.created else "start repeated",
+            outcome.session_id,
+            valid.component_name,
+            valid.shell_type,
+            valid.pid,
+            valid.user.username,
+            valid.hostname,
+        )
+        return SessionStartResult(session_id=outcome.session_id, status="tracked")
+
+    async def end(self, event: SessionEndEvent | dict[str, Any]) -> SessionEndResult:
+        """Track an end: 'ended' (with the session's final state), 'not_found' or 'error'.
+        Never raises."""
+        given = _field(event, "session_id")
+        session_id = given if isinstance(given, str) else ""
+        try:
+            valid = _validated(SessionEndEvent, event, "end")
+            end = SessionEnd(
+                session_id=valid.session_id,
+                ended_us=to_micros(valid.ended_at),
+                metadata=valid.metadata,
+                payload=valid.model_dump_json(),
+            )
+            outcome = await self.manager.end_session(end)
+        except Exception as exc:
+            if isinstance(exc, InvalidArgument):
+                self._rejected(exc)
+            failed = self.failure(exc)
+            self.logger.error(
+                "Session end failed: session_id=%s, error=%s", session_id, failed["error"]
+            )
+            return SessionEndResult(session_id=session_id, **failed)
+        self._count_end(outcome)
+        if not outcome.found:
+            self.logger.warning("Session end for unknown session_id=%s", valid.session_id)
+            return SessionEndResult(session_id=valid.session_id, status="not_found")
+        warning = None
+        if outcome.clamped:
+            warning = (
+                f"end timestamp {valid.timestamp} is before the session's start; "
+                "duration clamped to 0"
+            )
+            self.logger.warning("Session %s: %s", valid.session_id, warning)
+        self.logger.info(
+            "Session %s: session_id=%s, session_status=%s, duration_seconds=%s",
+            "ended" if outcome.changed else "end repeated",
+            valid.session_id,
+            outcome.session_status,
+            outcome.duration_seconds,
+        )
+        return SessionEndResult(
+            session_id=valid.session_id,
+            status="ended",
+            session_status=outcome.session_status,
+            duration_seconds=outcome.duration_seconds,
+            warning=warning,
+        )
+
+    def _count_end(self, outcome: EndOutcome) -> None:
+        if not outcome.found:
+            self.metrics.event("session_end", "not_found")
+        elif not outcome.changed:
+            self.metrics.event("session_end", "duplicate")
+        else:
+            state = outcome.session_status or "ended"
+            self.metrics.event("session_end", state)
+            self.metrics.session_ended(
+                outcome.component_name or "unknown", state, outcome.duration_seconds
+            )
+
+    async def heartbeat(self, session_id: str, timestamp: str | None) -> dict[str, Any]:
+        try:
+            outcome = await self.manager.heartbeat(session_id, timestamp)
+        except InvalidArgument as exc:
+            self._rejected(exc)
+            raise
+        if not outcome.found:
+            status = "not_found"
+        else:
+            status = "recorded" if outcome.session_status == "active" else "ignored"
+        self.metrics.event("heartbeat", status)
+        return {
+            "session_id": outcome.session_id,
+            "status": status,
+            "session_status": outcome.session_status,
+        }
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        record = await self.manager.get_session(session_id)
+        return record if record is not None else {"session_id": session_id, "status": "not_found"}
+
+    async def list_sessions(self, **filters: Any) -> dict[str, Any]:
+        return await self.manager.list_sessions(**filters) | {"status": "ok"}
+
+    async def session_stats(
+        self, group_by: str, since: str | None, until: str | None
+    ) -> dict[str, Any]:
+        return await self.manager.session_stats(group_by, since, until) | {"status": "ok"}
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            active: int | None = await self.manager.active_count()
+        except Exception:
+            self.logger.exception("health check: database unreachable")
+            active = None
+        return {
+            "status": "ok" if active is not None else "degraded",
+            "version": __version__,
+            "database_reachable": active is not None,
+            "active_sessions": active,
+        }
+
+    async def reap(self) -> list[str]:
+        return await self.manager.reap()

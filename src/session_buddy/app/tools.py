@@ -1,0 +1,335 @@
+"""The tool table: each tool's arguments, scope, output schema and what it runs.
+
+The MCP server publishes these tools; the local transport and the CLI call them through
+`call_tool` too, so dispatch, credentials and error results are the same everywhere.
+Arguments are loosely typed on purpose: bad input must come back as a normal result with
+status="error" naming the field, never as a protocol error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, Field, create_model
+
+from session_buddy.app.auth import READ_SCOPE, WRITE_SCOPE, Caller
+from session_buddy.app.service import SessionService
+from session_buddy.core.errors import InvalidArgument
+from session_buddy.core.queries import DEFAULT_PAGE
+from session_buddy.core.records import FILTER_COLUMNS, SessionRecord, StatsGroup
+from session_buddy.mcp.event_models import (
+    ERROR_CODE_DESCRIPTION,
+    SessionEndResult,
+    SessionStartResult,
+)
+
+SESSION_ID_MAX = 200
+
+
+class Failure(BaseModel):
+    """The part of every result that says what went wrong."""
+
+    error: str | None = None
+    error_code: str | None = Field(default=None, description=ERROR_CODE_DESCRIPTION)
+
+
+def _optional(dataclass_type: type, *required: str) -> dict[str, Any]:
+    """The fields of a core dataclass as pydantic fields, all optional but `required`."""
+    hints = get_type_hints(dataclass_type)
+    return {
+        field.name: (hints[field.name], ...)
+        if field.name in required
+        else (hints[field.name] | None, None)
+        for field in fields(dataclass_type)
+    }
+
+
+RecordResult: type[BaseModel] = create_model(
+    "SessionRecord",
+    __base__=Failure,
+    __doc__="A stored session (DESIGN §3); on a miss only session_id and status='not_found'.",
+    **(
+        _optional(SessionRecord, "session_id")
+        | {"status": (str, Field(description="active, ended, crashed, abandoned, not_found"))}
+    ),
+)
+
+
+class HeartbeatResult(Failure):
+    session_id: str
+    status: str = Field(
+        description="recorded, ignored (session already ended), not_found or error",
+        json_schema_extra={"enum": ["recorded", "ignored", "not_found", "error"]},
+    )
+    session_status: str | None = None
+
+
+class SessionPage(Failure):
+    sessions: list[RecordResult]  # type: ignore[valid-type]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
+    status: str = Field(default="ok", json_schema_extra={"enum": ["ok", "error"]})
+
+
+class SessionStats(Failure):
+    group_by: str
+    since: str | None
+    until: str | None
+    groups: list[StatsGroup]
+    status: str = Field(default="ok", json_schema_extra={"enum": ["ok", "error"]})
+
+
+class HealthResult(BaseModel):
+    status: str = Field(json_schema_extra={"enum": ["ok", "degraded"]})
+    version: str
+    database_reachable: bool
+    active_sessions: int | None
+
+
+def text_argument(
+    name: str, value: Any, *, required: bool = False, max_length: int = 500
+) -> str | None:
+    """A string argument, checked: None when absent, InvalidArgument when wrong."""
+    if value is None or value == "":
+        if required:
+            raise InvalidArgument(name, f"{name}: field required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(name, f"{name}: must be a string, got {type(value).__name__}")
+    if len(value) > max_length:
+        raise InvalidArgument(name, f"{name}: must have at most {max_length} characters")
+    return value
+
+
+def _session_id(arguments: dict[str, Any]) -> str:
+    return str(
+        text_argument(
+            "session_id", arguments.get("session_id"), required=True, max_length=SESSION_ID_MAX
+        )
+    )
+
+
+def _limit(value: Any) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument("limit", f"limit: must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _given(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The event's fields as sent: absent ones left to their defaults, the token apart."""
+    return {
+        name: value for name, value in arguments.items() if value is not None and name != TOKEN.name
+    }
+
+
+def _echo_session_id(arguments: dict[str, Any]) -> dict[str, Any]:
+    given = arguments.get("session_id")
+    return {"session_id": given if isinstance(given, str) else ""}
+
+
+async def _start(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    return (await service.start(_given(arguments))).model_dump(mode="json")
+
+
+async def _end(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    return (await service.end(_given(arguments))).model_dump(mode="json")
+
+
+async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    timestamp = text_argument("timestamp", arguments.get("timestamp"), max_length=64)
+    return await service.heartbeat(_session_id(arguments), timestamp)
+
+
+async def _get_session(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    return await service.get_session(_session_id(arguments))
+
+
+async def _list_sessions(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    filters = {
+        name: text_argument(name, arguments.get(name), max_length=255) for name in FILTER_COLUMNS
+    }
+    for name in ("started_after", "started_before"):
+        filters[name] = text_argument(name, arguments.get(name))
+    cursor = text_argument("cursor", arguments.get("cursor"), max_length=1000)
+    return await service.list_sessions(
+        **filters, limit=_limit(arguments.get("limit")), cursor=cursor
+    )
+
+
+async def _session_stats(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    return await service.session_stats(
+        text_argument("group_by", arguments.get("group_by")) or "component_name",
+        text_argument("since", arguments.get("since")),
+        text_argument("until", arguments.get("until")),
+    )
+
+
+async def _health(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    return await service.health()
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    json_type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    scope: str | None  # None: open to every caller
+    output: type[BaseModel]
+    arguments: tuple[Argument, ...]
+    run: Callable[[SessionService, dict[str, Any]], Awaitable[dict[str, Any]]]
+    echo: Callable[[dict[str, Any]], dict[str, Any]]  # what an error result repeats
+
+
+TOKEN = Argument("token", "string", "Bearer token (HS256 JWT), when the server requires one")
+
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        Tool(
+            "track_session_start",
+            "Record that a shell or agent session started; returns its session_id.",
+            WRITE_SCOPE,
+            SessionStartResult,
+            (
+                Argument("event_version", "string", "Wire format version: '1.0'"),
+                Argument("event_id", "string", "Unique event id (UUID); retries reuse it"),
+                Argument("event_type", "string", "'session_start' (default)"),
+                Argument("component_name", "string", "Component, ^[a-zA-Z0-9_-]+$"),
+                Argument("shell_type", "string", "Shell class, e.g. 'IPythonShell'"),
+                Argument("timestamp", "string", "ISO 8601 start time"),
+                Argument("pid", "integer", "Process id, 1..4194304"),
+                Argument("user", "object", "{username, home}"),
+                Argument("hostname", "string", "Host name"),
+                Argument("environment", "object", "{python_version, platform, cwd}"),
+                Argument("metadata", "object", "Anything else (JSON object, <= 64 KiB)"),
+            ),
+            _start,
+            lambda arguments: {"session_id": None},
+        ),
+        Tool(
+            "track_session_end",
+            "Record that a session ended; a non-zero exit_code or an exit_reason such as "
+            "crash/error/exception/signal/killed marks it crashed.",
+            WRITE_SCOPE,
+            SessionEndResult,
+            (
+                Argument("session_id", "string", "The session_id track_session_start returned"),
+                Argument("timestamp", "string", "ISO 8601 end time"),
+                Argument("event_type", "string", "'session_end' (default)"),
+                Argument("metadata", "object", "exit_code, exit_reason and anything else"),
+            ),
+            _end,
+            _echo_session_id,
+        ),
+        Tool(
+            "track_session_heartbeat",
+            "Tell session-buddy a session is still alive (keeps it from being abandoned).",
+            WRITE_SCOPE,
+            HeartbeatResult,
+            (
+                Argument("session_id", "string", "The session's id"),
+                Argument("timestamp", "string", "ISO 8601 time; default: now"),
+            ),
+            _heartbeat,
+            _echo_session_id,
+        ),
+        Tool(
+            "get_session",
+            "One session record, or status='not_found'.",
+            READ_SCOPE,
+            RecordResult,
+            (Argument("session_id", "string", "The session's id"),),
+            _get_session,
+            _echo_session_id,
+        ),
+        Tool(
+            "list_sessions",
+            "Sessions, newest first, filtered, one page at a time.",
+            READ_SCOPE,
+            SessionPage,
+            (
+                Argument("status", "string", "active, ended, crashed or abandoned"),
+                Argument("component_name", "string", "Only this component"),
+                Argument("shell_type", "string", "Only this shell type"),
+                Argument("hostname", "string", "Only this host"),
+                Argument("username", "string", "Only this user"),
+                Argument("external_id", "string", "Only sessions with this external id"),
+                Argument("started_after", "string", "Started at or after (ISO 8601)"),
+                Argument("started_before", "string", "Started before (ISO 8601)"),
+                Argument("limit", "integer", "Page size, 1..500 (default 50)"),
+                Argument("cursor", "string", "next_cursor of the previous page"),
+            ),
+            _list_sessions,
+            lambda arguments: {"sessions": [], "next_cursor": None},
+        ),
+        Tool(
+            "session_stats",
+            "Per group: counts per state, mean/p50/p95 duration of clean exits, crash and "
+            "abandon rates.",
+            READ_SCOPE,
+            SessionStats,
+            (
+                Argument(
+                    "group_by",
+                    "string",
+                    "component_name (default), shell_type, hostname or username",
+                ),
+                Argument("since", "string", "Sessions started at or after (ISO 8601)"),
+                Argument("until", "string", "Sessions started before (ISO 8601)"),
+            ),
+            _session_stats,
+            lambda arguments: {
+                "group_by": str(arguments.get("group_by") or ""),
+                "since": None,
+                "until": None,
+                "groups": [],
+            },
+        ),
+        Tool(
+            "health_check",
+            "Is the server up and its database reachable? Needs no token.",
+            None,
+            HealthResult,
+            (),
+            _health,
+            lambda arguments: {},
+        ),
+    )
+}
+
+
+async def call_tool(
+    service: SessionService,
+    name: str,
+    arguments: dict[str, Any],
+    *,
+    claims: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one tool call: credentials (a `token` argument, else `claims` the HTTP layer
+    verified), then the tool; every failure comes back as the tool's error result."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        raise InvalidArgument("tool", f"Unknown tool {name!r}: use one of {', '.join(TOOLS)}")
+    began = time.perf_counter()
+    try:
+        if tool.scope is not None:
+            token = arguments.get("token")
+            caller = Caller(token if isinstance(token, str) and token else None, claims)
+            service.authorize(caller, tool.scope)
+        return await tool.run(service, arguments)
+    except Exception as exc:
+        return tool.echo(arguments) | service.failure(exc)
+    finally:
+        service.metrics.tool_latency.labels(name).observe(time.perf_counter() - began)

@@ -1,0 +1,34 @@
+"""The errors core raises, each with a stable `code` that clients branch on."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SessionBuddyError(Exception):
+    """Base of every error session-buddy reports to a client."""
+
+    code: ClassVar[str] = "error"
+
+
+class InvalidArgument(SessionBuddyError, ValueError):
+    """An argument is missing, malformed or out of range; the message names it."""
+
+    code = "invalid_argument"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StoreUnavailable(SessionBuddyError):
+    """The store failed in a way a retry may cure (closed, locked, disconnected)."""
+
+    code = "store_unavailable"
+
+
+class StoreClosedError(StoreUnavailable, RuntimeError):
+    """The store was closed; no more work is accepted."""
+
+    def __init__(self, message: str = "the session store is closed") -> None:
+        super().__init__(message)

@@ -1,0 +1,88 @@
+"""What a stored session looks like from the outside: the record and the stats group.
+
+Each field is named once, here. The store keeps times as `<name>_us` integers (UTC
+microseconds) and metadata as JSON text; `to_record` and `RECORD_COLUMNS` follow from
+the field names by that rule.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from session_buddy.timestamps import format_micros
+
+GROUP_KEYS = ("component_name", "shell_type", "hostname", "username")
+FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One session as get_session and list_sessions return it (DESIGN §3)."""
+
+    session_id: str
+    event_id: str
+    component_name: str
+    shell_type: str
+    pid: int
+    hostname: str
+    username: str
+    cwd: str
+    python_version: str
+    platform: str
+    status: str
+    started_at: str | None
+    ended_at: str | None
+    last_seen_at: str | None
+    duration_seconds: float | None
+    end_reason: str | None
+    exit_code: int | None
+    start_metadata: dict[str, Any] | None
+    end_metadata: dict[str, Any] | None
+    external_id: str | None
+    previous_session_id: str | None
+
+
+@dataclass(frozen=True)
+class StatsGroup:
+    """One group of session_stats. Durations are of cleanly ended sessions; rates are
+    shares of finished (non-active) sessions, None while none finished."""
+
+    key: str | None
+    total: int
+    active: int
+    ended: int
+    crashed: int
+    abandoned: int
+    duration_mean: float | None
+    duration_p50: float | None
+    duration_p95: float | None
+    crash_rate: float | None
+    abandon_rate: float | None
+
+
+def _column(name: str) -> str:
+    return name.removesuffix("_at") + "_us" if name.endswith("_at") else name
+
+
+def _value(name: str, stored: Any) -> Any:
+    if name.endswith("_at"):
+        return format_micros(stored)
+    if name.endswith("_metadata"):
+        return json.loads(stored) if stored else None
+    return stored
+
+
+_RECORD_FIELDS = tuple(field.name for field in fields(SessionRecord))
+RECORD_COLUMNS = ", ".join(_column(name) for name in _RECORD_FIELDS)
+
+
+def to_record(row: Any) -> dict[str, Any]:
+    """A row selected with RECORD_COLUMNS as the JSON-ready session record."""
+    return {name: _value(name, row[_column(name)]) for name in _RECORD_FIELDS}
+
+
+def stats_group(**values: Any) -> dict[str, Any]:
+    """A stats group as JSON, checked against the StatsGroup fields."""
+    return asdict(StatsGroup(**values))

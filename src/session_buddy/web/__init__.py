@@ -1,0 +1,1 @@
+"""The HTTP face: streamable MCP, health, metrics, behind small ASGI middlewares."""

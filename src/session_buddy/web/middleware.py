@@ -1,0 +1,199 @@
+"""ASGI middlewares in front of every HTTP route, each with one job (as Starlette's
+TrustedHostMiddleware): trusted Host and Origin, the request body limit, bearer tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from session_buddy.app.auth import CLAIMS_STATE_KEY, AuthError, TokenAuthority, bearer_token
+
+MAX_BODY_BYTES = 1024 * 1024
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Protocol messages that carry no session data: a client may send them before it has
+# presented a token (clients that pass `token` as a tool argument do exactly that).
+OPEN_METHODS = {"initialize", "ping", "tools/list"}
+OPEN_TOOLS = {"health_check"}
+
+
+def allowed_host_names(bind_host: str, extra: Iterable[str] = ()) -> set[str]:
+    """Host names (any port) the server answers: loopback, the bound address, named ones."""
+    names = {*LOOPBACK_HOSTS, *extra}
+    if bind_host not in ("0.0.0.0", "::"):
+        names.add(bind_host)
+    return {name.strip("[]").lower() for name in names}
+
+
+def _host_name(authority: str) -> str:
+    """`Host`/Origin authority without its port, lower case (`[::1]:80` -> `::1`)."""
+    parsed = urlsplit(f"//{authority}")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return ""
+    return (parsed.hostname or "").lower()
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, body: dict[str, Any], **headers: str
+) -> None:
+    await JSONResponse(body, status_code=status, headers=headers or None)(scope, receive, send)
+
+
+class TrustedHostMiddleware:
+    """Refuses requests whose Host (421) or Origin (403) is not one of the allowed host
+    names: DNS-rebinding protection."""
+
+    def __init__(self, app: ASGIApp, *, hosts: set[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            if _host_name(headers.get("host", "")) not in self.hosts:
+                await _refuse(scope, receive, send, 421, {"error": "Invalid Host header"})
+                return
+            origin = headers.get("origin")
+            if origin is not None and _host_name(urlsplit(origin).netloc) not in self.hosts:
+                await _refuse(scope, receive, send, 403, {"error": "Invalid Origin header"})
+                return
+        await self.app(scope, receive, send)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out the body read already, then the real messages."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over `limit` bytes (413), on every path."""
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive, self.limit)
+        if body is None:
+            message = f"request body over {self.limit / 1024 / 1024:g} MiB"
+            await _refuse(scope, receive, send, 413, {"error": message})
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _jsonrpc_unauthorized(message: str, challenge: str) -> tuple[dict[str, Any], dict[str, str]]:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
+    return body, {"WWW-Authenticate": challenge}
+
+
+class BearerAuthMiddleware:
+    """With a secret set, MCP requests need a valid credential (401 otherwise).
+
+    A bearer header is verified here, once, and its claims handed on in the request
+    scope. Without a header, the handshake, health_check and tool calls that carry a
+    valid `token` argument pass; the tools check that token's scope.
+    """
+
+    def __init__(self, app: ASGIApp, *, authority: TokenAuthority, path: str) -> None:
+        self.app = app
+        self.authority = authority
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.path):
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization")
+        if header is not None:
+            try:
+                claims = self.authority.verify(bearer_token(header))
+            except AuthError as exc:
+                await self._unauthorized(scope, receive, send, str(exc), "invalid_token")
+                return
+            scope.setdefault("state", {})[CLAIMS_STATE_KEY] = claims
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive, MAX_BODY_BYTES) or b""  # BodyLimitMiddleware refused more
+        problem = self._problem_without_header(body)
+        if problem is not None:
+            await self._unauthorized(scope, receive, send, *problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _unauthorized(
+        self, scope: Scope, receive: Receive, send: Send, message: str, error: str | None
+    ) -> None:
+        challenge = 'Bearer realm="session-buddy"'
+        if error:
+            challenge += f', error="{error}", error_description="{message}"'
+        body, headers = _jsonrpc_unauthorized(f"unauthorized: {message}", challenge)
+        await _refuse(scope, receive, send, 401, body, **headers)
+
+    def _problem_without_header(self, body: bytes) -> tuple[str, str | None] | None:
+        """(message, OAuth error) when a request without a header may not pass."""
+        if not body:
+            return None  # GET/DELETE on the stream endpoint: nothing to read
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return None  # let the transport answer with a parse error
+        for item in message if isinstance(message, list) else [message]:
+            if not isinstance(item, dict):
+                continue
+            method = str(item.get("method"))
+            if method in OPEN_METHODS or method.startswith("notifications/"):
+                continue
+            params = _object(item.get("params"))
+            if method == "tools/call" and params.get("name") in OPEN_TOOLS:
+                continue
+            token = (
+                _object(params.get("arguments")).get("token") if method == "tools/call" else None
+            )
+            if not isinstance(token, str) or not token:
+                return "a bearer token is required", None
+            try:
+                self.authority.verify(token)
+            except AuthError as exc:
+                return str(exc), "invalid_token"
+        return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
