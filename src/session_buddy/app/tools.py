@@ -22,7 +22,9 @@ from session_buddy.core.queries import DEFAULT_PAGE
 from session_buddy.core.records import FILTER_COLUMNS, SessionRecord, StatsGroup
 from session_buddy.mcp.event_models import (
     ERROR_CODE_DESCRIPTION,
+    SessionEndEvent,
     SessionEndResult,
+    SessionStartEvent,
     SessionStartResult,
 )
 
@@ -192,6 +194,15 @@ class Tool:
     echo: Callable[[dict[str, Any]], dict[str, Any]]  # what an error result repeats
 
 
+def _event_arguments(event: type[BaseModel]) -> tuple[Argument, ...]:
+    """A wire event's fields as tool arguments, as its JSON Schema documents them."""
+    properties = event.model_json_schema()["properties"]
+    return tuple(
+        Argument(name, schema.get("type", "object"), schema.get("description", name))
+        for name, schema in properties.items()
+    )
+
+
 TOKEN = Argument("token", "string", "Bearer token (HS256 JWT), when the server requires one")
 
 TOOLS: dict[str, Tool] = {
@@ -202,19 +213,7 @@ TOOLS: dict[str, Tool] = {
             "Record that a shell or agent session started; returns its session_id.",
             WRITE_SCOPE,
             SessionStartResult,
-            (
-                Argument("event_version", "string", "Wire format version: '1.0'"),
-                Argument("event_id", "string", "Unique event id (UUID); retries reuse it"),
-                Argument("event_type", "string", "'session_start' (default)"),
-                Argument("component_name", "string", "Component, ^[a-zA-Z0-9_-]+$"),
-                Argument("shell_type", "string", "Shell class, e.g. 'IPythonShell'"),
-                Argument("timestamp", "string", "ISO 8601 start time"),
-                Argument("pid", "integer", "Process id, 1..4194304"),
-                Argument("user", "object", "{username, home}"),
-                Argument("hostname", "string", "Host name"),
-                Argument("environment", "object", "{python_version, platform, cwd}"),
-                Argument("metadata", "object", "Anything else (JSON object, <= 64 KiB)"),
-            ),
+            _event_arguments(SessionStartEvent),
             _start,
             lambda arguments: {"session_id": None},
         ),
@@ -224,12 +223,7 @@ TOOLS: dict[str, Tool] = {
             "crash/error/exception/signal/killed marks it crashed.",
             WRITE_SCOPE,
             SessionEndResult,
-            (
-                Argument("session_id", "string", "The session_id track_session_start returned"),
-                Argument("timestamp", "string", "ISO 8601 end time"),
-                Argument("event_type", "string", "'session_end' (default)"),
-                Argument("metadata", "object", "exit_code, exit_reason and anything else"),
-            ),
+            _event_arguments(SessionEndEvent),
             _end,
             _echo_session_id,
         ),
@@ -260,12 +254,10 @@ TOOLS: dict[str, Tool] = {
             READ_SCOPE,
             SessionPage,
             (
-                Argument("status", "string", "active, ended, crashed or abandoned"),
-                Argument("component_name", "string", "Only this component"),
-                Argument("shell_type", "string", "Only this shell type"),
-                Argument("hostname", "string", "Only this host"),
-                Argument("username", "string", "Only this user"),
-                Argument("external_id", "string", "Only sessions with this external id"),
+                *(
+                    Argument(name, "string", f"Only sessions with this {name}")
+                    for name in FILTER_COLUMNS
+                ),
                 Argument("started_after", "string", "Started at or after (ISO 8601)"),
                 Argument("started_before", "string", "Started before (ISO 8601)"),
                 Argument("limit", "integer", "Page size, 1..500 (default 50)"),

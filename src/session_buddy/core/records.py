@@ -18,10 +18,9 @@ FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id")
 
 
 @dataclass(frozen=True)
-class SessionRecord:
-    """One session as get_session and list_sessions return it (DESIGN §3)."""
+class SessionOrigin:
+    """What a start says about where a session runs: stored as given, returned as is."""
 
-    session_id: str
     event_id: str
     component_name: str
     shell_type: str
@@ -31,6 +30,13 @@ class SessionRecord:
     cwd: str
     python_version: str
     platform: str
+
+
+@dataclass(frozen=True)
+class SessionRecord(SessionOrigin):
+    """One session as get_session and list_sessions return it (DESIGN §3)."""
+
+    session_id: str
     status: str
     started_at: str | None
     ended_at: str | None
@@ -74,7 +80,8 @@ def _value(name: str, stored: Any) -> Any:
     return stored
 
 
-_RECORD_FIELDS = tuple(field.name for field in fields(SessionRecord))
+# session_id first: it names the record.
+_RECORD_FIELDS = ("session_id", *(f.name for f in fields(SessionRecord) if f.name != "session_id"))
 RECORD_COLUMNS = ", ".join(_column(name) for name in _RECORD_FIELDS)
 
 

@@ -9,9 +9,10 @@ several server processes on one PostgreSQL database.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from session_buddy.core.records import SessionOrigin
 from session_buddy.core.states import classify_end, exit_code_of
 from session_buddy.core.store.base import Row, Tx
 from session_buddy.timestamps import from_micros
@@ -28,24 +29,27 @@ def _json(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class NewSession:
-    """A validated start, flattened; `payload` is the event as received (JSON text)."""
+class NewSession(SessionOrigin):
+    """A validated start; each field but `payload` (the event as received, JSON text) is
+    the sessions column of the same name."""
 
-    event_id: str
-    component_name: str
-    shell_type: str
-    pid: int
-    hostname: str
-    username: str
     home: str
-    cwd: str
-    python_version: str
-    platform: str
     started_us: int
     start_metadata: dict[str, Any]
     payload: str
     external_id: str | None = None
     previous_session_id: str | None = None
+
+
+_NEW_COLUMNS = tuple(f.name for f in fields(NewSession) if f.name != "payload")
+# $1 is the session id, then one placeholder per column, then the receipt time; a new
+# session was last seen when it started.
+_VALUES = {column: f"${number}" for number, column in enumerate(_NEW_COLUMNS, start=2)}
+_INSERT = (
+    f"INSERT INTO sessions (session_id, {', '.join(_NEW_COLUMNS)}, status, last_seen_us, "
+    f"received_us) VALUES ($1, {', '.join(_VALUES.values())}, 'active', "
+    f"{_VALUES['started_us']}, ${len(_VALUES) + 2}) ON CONFLICT DO NOTHING RETURNING session_id"
+)
 
 
 @dataclass(frozen=True)
@@ -166,34 +170,12 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
     """Insert under the first free id (base, base-2, base-3, ...); the primary key decides
     between concurrent writers. (id, False) when this event id was already stored."""
     base = session_id_base(new.component_name, new.started_us)
+    columns = [getattr(new, column) for column in _NEW_COLUMNS]
     seq = 1
     while True:
         session_id = base if seq == 1 else f"{base}-{seq}"
-        inserted = tx.one(
-            "INSERT INTO sessions (session_id, event_id, component_name, shell_type, pid, "
-            "hostname, username, home, cwd, python_version, platform, status, started_us, "
-            "last_seen_us, received_us, start_metadata, external_id, previous_session_id) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12, $12, $13, "
-            "$14, $15, $16) ON CONFLICT DO NOTHING RETURNING session_id",
-            (
-                session_id,
-                new.event_id,
-                new.component_name,
-                new.shell_type,
-                new.pid,
-                new.hostname,
-                new.username,
-                new.home,
-                new.cwd,
-                new.python_version,
-                new.platform,
-                new.started_us,
-                received_us,
-                _json(new.start_metadata),
-                new.external_id,
-                new.previous_session_id,
-            ),
-        )
+        values = [_json(value) if isinstance(value, dict) else value for value in columns]
+        inserted = tx.one(_INSERT, (session_id, *values, received_us))
         if inserted is not None:
             return session_id, True
         existing = tx.one("SELECT session_id FROM sessions WHERE event_id = $1", (new.event_id,))

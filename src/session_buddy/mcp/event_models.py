@@ -184,17 +184,21 @@ class SessionStartEvent(_Event):
 
     event_version: str = Field(..., max_length=16, description="Wire format version ('1.0')")
     event_id: str = Field(..., max_length=64, description="Unique event id (RFC 4122 UUID)")
-    event_type: str = Field(default="session_start", max_length=32)
+    event_type: str = Field(
+        default="session_start", max_length=32, description="'session_start' (the default)"
+    )
     component_name: str = Field(
         ..., max_length=100, description=f"Component name, {COMPONENT_NAME_PATTERN}"
     )
     shell_type: str = Field(..., max_length=100, description="Shell class, e.g. 'IPythonShell'")
     timestamp: str = Field(..., max_length=64, description="ISO 8601 start time")
     pid: int = Field(..., ge=1, le=4194304, description="Process id")
-    user: UserInfo
-    hostname: str = Field(..., max_length=255)
-    environment: EnvironmentInfo
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    user: UserInfo = Field(..., description="{username, home}")
+    hostname: str = Field(..., max_length=255, description="Host the shell runs on")
+    environment: EnvironmentInfo = Field(..., description="{python_version, platform, cwd}")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Anything else (JSON object, <= 64 KiB)"
+    )
 
     @field_validator("event_id")
     @classmethod
@@ -245,8 +249,12 @@ class SessionStartEvent(_Event):
 class SessionEndEvent(_Event):
     """Sent by a shell when it exits."""
 
-    event_type: str = Field(default="session_end", max_length=32)
-    session_id: str = Field(..., min_length=1, max_length=200)
+    event_type: str = Field(
+        default="session_end", max_length=32, description="'session_end' (the default)"
+    )
+    session_id: str = Field(
+        ..., min_length=1, max_length=200, description="What track_session_start returned"
+    )
     timestamp: str = Field(..., max_length=64, description="ISO 8601 end time")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="exit_code, exit_reason and anything else"
