@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Iterable
 
 from session_buddy.app.auth import TokenAuthority
+from session_buddy.app.metrics import SessionMetrics
 from session_buddy.app.service import SessionService
 from session_buddy.config import Settings
 from session_buddy.core import SessionLifecycleManager
@@ -69,7 +70,11 @@ async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
     await manager.active_count()  # opens a reader now, not on the first request
     reaper = asyncio.create_task(reap_periodically(manager, settings.reap_interval), name="reaper")
     try:
-        yield SessionService(manager, authority=TokenAuthority.from_secret(settings.secret))
+        yield SessionService(
+            manager,
+            authority=TokenAuthority.from_secret(settings.secret),
+            metrics=SessionMetrics(),
+        )
     finally:
         reaper.cancel()
         with contextlib.suppress(asyncio.CancelledError):

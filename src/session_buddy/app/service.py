@@ -102,7 +102,7 @@ class SessionService:
     ) -> None:
         self.manager = manager
         self.authority = authority
-        self.metrics = metrics or SessionMetrics()
+        self.metrics = metrics  # None: nothing to serve them from (library, CLI)
         self.logger = logger or logging.getLogger(__name__)
 
     def authorize(self, caller: Caller, scope: str) -> None:
@@ -112,7 +112,7 @@ class SessionService:
         try:
             self.authority.authorize(caller, scope)
         except AuthError as exc:
-            self.metrics.reject(exc.code)
+            self._reject(exc.code)
             raise
 
     def failure(self, exc: BaseException) -> dict[str, Any]:
@@ -123,15 +123,19 @@ class SessionService:
         if isinstance(exc, SessionBuddyError) and not isinstance(exc, StoreUnavailable):
             return {"status": "error", "error": str(exc), "error_code": exc.code}
         self.logger.error("store failure: %s", exc, exc_info=exc)
-        self.metrics.reject("store_error")
+        self._reject("store_error")
         return {
             "status": "error",
             "error": STORE_UNAVAILABLE,
             "error_code": StoreUnavailable.code,
         }
 
+    def _reject(self, reason: str) -> None:
+        if self.metrics:
+            self.metrics.reject(reason)
+
     def _rejected(self, exc: InvalidArgument) -> None:
-        self.metrics.reject(f"invalid_{exc.field}")
+        self._reject(f"invalid_{exc.field}")
 
     async def start(self, event: SessionStartEvent | dict[str, Any]) -> SessionStartResult:
         """Track a start: status 'tracked' with the session id, or 'error'. Never raises."""
@@ -150,9 +154,10 @@ class SessionService:
                 _field(event, "pid"),
             )
             return SessionStartResult(session_id=None, **failed)
-        self.metrics.event("session_start", "tracked" if outcome.created else "duplicate")
-        if outcome.created:
-            self.metrics.session_started(valid.component_name)
+        if self.metrics:
+            self.metrics.event("session_start", "tracked" if outcome.created else "duplicate")
+            if outcome.created:
+                self.metrics.session_started(valid.component_name)
         self.logger.info(
             "Session %s: session_id=%s, component=%s, shell_type=%s, pid=%d, user=%s, hostname=%s",
             "started" if outcome.created else "start repeated",
@@ -214,6 +219,8 @@ class SessionService:
         )
 
     def _count_end(self, outcome: EndOutcome) -> None:
+        if self.metrics is None:
+            return
         if not outcome.found:
             self.metrics.event("session_end", "not_found")
         elif not outcome.changed:
@@ -235,7 +242,8 @@ class SessionService:
             status = "not_found"
         else:
             status = "recorded" if outcome.session_status == "active" else "ignored"
-        self.metrics.event("heartbeat", status)
+        if self.metrics:
+            self.metrics.event("heartbeat", status)
         return {
             "session_id": outcome.session_id,
             "status": status,

@@ -324,4 +324,5 @@ async def call_tool(
     except Exception as exc:
         return tool.echo(arguments) | service.failure(exc)
     finally:
-        service.metrics.tool_latency.labels(name).observe(time.perf_counter() - began)
+        if service.metrics:
+            service.metrics.tool_latency.labels(name).observe(time.perf_counter() - began)

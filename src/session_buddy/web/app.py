@@ -37,6 +37,10 @@ def build_http_app(
     several servers behind a load balancer; the default keeps sessions, which is faster.
     """
 
+    registry = service.metrics
+    if registry is None:
+        raise ValueError("the HTTP app serves /metrics: give the service a SessionMetrics")
+
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:
         health = await service.health()
@@ -49,7 +53,7 @@ def build_http_app(
             active = await service.manager.active_count()
         except Exception:
             active = float("nan")
-        return Response(service.metrics.render(active), media_type=CONTENT_TYPE)
+        return Response(registry.render(active), media_type=CONTENT_TYPE)
 
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,

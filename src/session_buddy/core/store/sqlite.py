@@ -27,9 +27,12 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_BATCH = 1024
 
 
+_NUMBERS = tuple(str(number) for number in range(1, 1000))
+
+
 def _numbered(params: Sequence[Any]) -> dict[str, Any]:
     """Values for SQLite's `$1`, `$2`, ... parameters, which it binds by name."""
-    return {str(number): value for number, value in enumerate(params, start=1)}
+    return dict(zip(_NUMBERS, params, strict=False))
 
 
 class SQLiteTx:
