@@ -315,3 +315,22 @@ def test_stdio_stdout_carries_only_json_rpc_and_sigterm_closes_cleanly(tmp_path:
     assert leftover.strip() == ""  # nothing but protocol messages on stdout
     log = process.stderr.read()
     assert "Session started" in log and "session store closed" in log
+
+
+def test_one_host_check_on_every_path(tmp_path: Path) -> None:
+    """Host names compare case-insensitively on every path, ports aside; --allowed-host
+    may carry a port; a foreign Origin is refused."""
+    database = f"sqlite:///{tmp_path / 'hosts.db'}"
+    with http_server(database, "--allowed-host", "Sessions.Example:8443") as (base, _):
+        for host in ("LOCALHOST:1", "127.0.0.1", "sessions.example", "SESSIONS.EXAMPLE:9"):
+            assert httpx2.get(f"{base}/healthz", headers={"Host": host}).status_code == 200
+        for host in ("evil.example", "localhost.evil.example", "127.0.0.1.evil", ""):
+            for path in ("/healthz", "/metrics", "/mcp"):
+                refused = httpx2.get(f"{base}{path}", headers={"Host": host})
+                assert refused.status_code == 421, (host, path)
+                assert refused.json() == {"error": "Invalid Host header"}
+        origin = httpx2.post(
+            f"{base}/mcp", headers={"Origin": "http://evil.example"}, json={"jsonrpc": "2.0"}
+        )
+        assert origin.status_code == 403
+        assert origin.json() == {"error": "Invalid Origin header"}

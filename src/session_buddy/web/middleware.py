@@ -23,11 +23,13 @@ OPEN_TOOLS = {"health_check"}
 
 
 def allowed_host_names(bind_host: str, extra: Iterable[str] = ()) -> set[str]:
-    """Host names (any port) the server answers: loopback, the bound address, named ones."""
-    names = {*LOOPBACK_HOSTS, *extra}
+    """Host names (any port) the server answers: loopback, the bound address, named ones
+    (`--allowed-host example.com` or `example.com:8443`)."""
+    names = {name.lower() for name in LOOPBACK_HOSTS}
     if bind_host not in ("0.0.0.0", "::"):
-        names.add(bind_host)
-    return {name.strip("[]").lower() for name in names}
+        names.add(bind_host.strip("[]").lower())
+    names.update(_host_name(name) for name in extra)
+    return names - {""}
 
 
 def _host_name(authority: str) -> str:
