@@ -80,3 +80,18 @@ def structured(result: Any) -> dict[str, Any]:
     assert not result.is_error, result.content
     assert json.loads(result.content[0].text) == result.structured_content
     return dict(result.structured_content)
+
+
+def spooled(path: Path, *states: str) -> list[dict[str, Any]]:
+    """The records waiting in a spool (or in the given states), oldest first."""
+    from session_buddy.client.spool import PENDING, Spool
+
+    spool = Spool(path, max_pending=100_000)
+    try:
+        return [
+            {"id": item.id, "destination": item.destination, "reason": item.reason}
+            | (item.record() or {"body": item.body})
+            for item in spool.listing(states or (PENDING,))
+        ]
+    finally:
+        spool.close()

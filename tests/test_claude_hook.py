@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcp_helpers import free_port, server_env
+from mcp_helpers import free_port, http_server, server_env, spooled
 from session_buddy.core import SessionLifecycleManager
 
 CLAUDE_ID = "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c47"
@@ -29,7 +29,7 @@ def payload(event: str, session_id: str = CLAUDE_ID, **extra: str) -> dict[str, 
 def hook(tmp_path: Path, body: str | dict[str, Any], *args: str) -> tuple[float, str]:
     """Run the hook like Claude Code does; (seconds it took, its stderr)."""
     database_url = f"sqlite:///{tmp_path / 'claude.db'}"
-    env = server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.jsonl"))
+    env = server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
     text = body if isinstance(body, str) else json.dumps(body)
     began = time.monotonic()
     result = subprocess.run(
@@ -83,26 +83,26 @@ async def test_startup_compact_end_resume_and_clear(tmp_path: Path) -> None:
 
 
 async def test_server_down_spools_within_the_hook_budget(tmp_path: Path) -> None:
-    down = f"http://127.0.0.1:{free_port()}/mcp"
+    port = free_port()
+    down = f"http://127.0.0.1:{port}/mcp"  # nothing listens here yet
     took_start, said = hook(
         tmp_path, payload("SessionStart", source="startup"), "--server-url", down
     )
     took_end, _ = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", down)
     assert took_start < 1.5 and took_end < 1.5
     assert "spooled" in said
-    kinds = [
-        json.loads(line)["kind"] for line in (tmp_path / "spool.jsonl").read_text().splitlines()
-    ]
-    assert kinds == ["start", "end_external"]
-    env = server_env(
-        f"sqlite:///{tmp_path / 'claude.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.jsonl")
-    )
-    flushed = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "spool", "flush"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    waiting = spooled(tmp_path / "spool.db")
+    assert [record["kind"] for record in waiting] == ["start", "end_external"]
+    assert {record["destination"] for record in waiting} == {down}
+    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
+    env = server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
+    with http_server(database_url, port=port):  # the server comes back where it was
+        flushed = subprocess.run(
+            [sys.executable, "-m", "session_buddy", "spool", "flush"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     assert flushed.returncode == 0, flushed.stderr
     [session] = await sessions(tmp_path)
     assert (session["status"], session["end_reason"], session["external_id"]) == (

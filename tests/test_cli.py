@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mcp_helpers import free_port, server_env
+from mcp_helpers import free_port, http_server, server_env
 
 
 def cli(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = server_env(
-        f"sqlite:///{tmp_path / 'cli.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.jsonl")
+        f"sqlite:///{tmp_path / 'cli.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db")
     )
     result = subprocess.run(
         [sys.executable, "-m", "session_buddy", *args],
@@ -41,7 +41,7 @@ def test_a_shell_script_session_from_start_to_stats(tmp_path: Path) -> None:
     table = cli(tmp_path, "sessions", "list").stdout
     assert session_id in table and "active" in table
     ended = cli(tmp_path, "emit", "end", "--session-id", session_id, "--exit-code", "2")
-    assert ended.stdout.strip() == "ended"
+    assert ended.stdout.strip() == "crashed"  # exit code 2: the final state the server returned
     shown = as_json(cli(tmp_path, "sessions", "show", session_id, "--json"))
     assert (shown["status"], shown["exit_code"]) == ("crashed", 2)
     stats = as_json(cli(tmp_path, "stats", "--by", "component_name", "--json"))
@@ -69,14 +69,16 @@ def test_errors_are_explained_with_a_non_zero_exit(tmp_path: Path) -> None:
 
 
 def test_emit_spools_while_the_server_is_down(tmp_path: Path) -> None:
-    down = f"http://127.0.0.1:{free_port()}/mcp"
+    port = free_port()
+    down = f"http://127.0.0.1:{port}/mcp"
     printed = cli(tmp_path, "emit", "start", "--component", "cron", "--server-url", down)
     placeholder = printed.stdout.strip()
     assert placeholder.startswith("spooled:")
     ended = cli(tmp_path, "emit", "end", "--session-id", placeholder, "--server-url", down)
     assert ended.stdout.strip() == "spooled"
-    flushed = cli(tmp_path, "spool", "flush")  # to the store directly
-    assert "delivered 2, 0 still waiting" in flushed.stdout
+    with http_server(f"sqlite:///{tmp_path / 'cli.db'}", port=port):  # back where it was
+        flushed = cli(tmp_path, "spool", "flush")
+    assert f"{down}: delivered 2, rejected 0, quarantined 0, 0 still waiting" in flushed.stdout
     [session] = as_json(cli(tmp_path, "sessions", "list", "--json"))["sessions"]
     assert (session["component_name"], session["status"]) == ("cron", "ended")
     assert 0 <= session["duration_seconds"] < 30

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcp_helpers import free_port, http_server, server_env
+from mcp_helpers import free_port, http_server, server_env, spooled
 from session_buddy.core import SessionLifecycleManager
 
 CHILD = textwrap.dedent(
@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
 
 
 def child_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    return server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.jsonl"))
+    return server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
 
 
 def run_child(
@@ -117,8 +117,7 @@ async def test_sessions_survive_a_server_outage_through_the_spool(tmp_path: Path
         assert printed == "spooled"
         process.wait(timeout=20)
     assert time.monotonic() - began < 15  # shells were not held up by the dead server
-    spool = tmp_path / "spool.jsonl"
-    kinds = [json.loads(line)["kind"] for line in spool.read_text().splitlines()]
+    kinds = [record["kind"] for record in spooled(tmp_path / "spool.db")]
     assert kinds == ["start", "end", "start", "end", "start", "end"]
     flush = [sys.executable, "-m", "session_buddy", "spool", "flush", "--server-url", url]
     env = child_env(tmp_path, database_url)
@@ -129,7 +128,7 @@ async def test_sessions_survive_a_server_outage_through_the_spool(tmp_path: Path
         for _ in range(2):
             done = subprocess.run(flush, env=env, capture_output=True, text=True)
             assert done.returncode == 0, done.stderr
-    assert not spool.exists() or spool.read_text() == ""
+    assert spooled(tmp_path / "spool.db") == []
     async with SessionLifecycleManager(database_url) as manager:
         page = await manager.list_sessions(component_name="e2e")
     sessions = page["sessions"]
@@ -159,9 +158,7 @@ def test_a_hung_server_cannot_hold_a_shell_at_exit(tmp_path: Path) -> None:
         black_hole.close()
     assert exit_took < 2.5, f"exit took {exit_took:.2f} s"
     assert time.monotonic() - began < 8
-    kinds = [
-        json.loads(line)["kind"] for line in (tmp_path / "spool.jsonl").read_text().splitlines()
-    ]
+    kinds = [record["kind"] for record in spooled(tmp_path / "spool.db")]
     assert kinds == ["start", "end"]
 
 
@@ -173,7 +170,7 @@ async def test_periodic_heartbeats_keep_last_seen_moving(tmp_path: Path) -> None
         "beating",
         database_url=database_url,
         heartbeat_interval=0.2,
-        spool=Spool(tmp_path / "spool.jsonl"),
+        spool=Spool(tmp_path / "spool.db"),
     )
     with emitter:
         first = (await stored(database_url, emitter.session_id or ""))["last_seen_at"]

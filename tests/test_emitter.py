@@ -22,7 +22,7 @@ async def stored(database_url: str, session_id: str | None) -> dict[str, object]
 
 @pytest.fixture
 def spool(tmp_path: Path) -> Spool:
-    return Spool(tmp_path / "spool.jsonl")
+    return Spool(tmp_path / "spool.db")
 
 
 async def test_async_context_manager_on_the_local_store(tmp_path: Path, spool: Spool) -> None:
@@ -34,7 +34,7 @@ async def test_async_context_manager_on_the_local_store(tmp_path: Path, spool: S
             raise ValueError("boom")
     record = await stored(database_url, emitter.session_id)
     assert (record["status"], record["end_reason"]) == ("crashed", "exception:ValueError")
-    assert spool.pending() == 0
+    assert spool.count(spool.destinations()[0] if spool.destinations() else "") == 0
 
 
 async def test_stdio_transport(

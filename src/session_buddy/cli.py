@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from session_buddy.app.service import SessionService
-    from session_buddy.client.delivery import Courier
+    from session_buddy.client.delivery import Courier, Sent
+    from session_buddy.client.spool import Spool
 
 from session_buddy import __version__
 from session_buddy.config import Settings
@@ -311,22 +312,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
-class Destination:
-    """Where a sending command delivers: a server, or the store directly."""
+class Target:
+    """Where a sending command delivers (a server, or the store directly) and how."""
 
     server_url: str | None
     database_url: str | None
     token: str | None
     timeout: float
     spool_path: Path
+    spool_max: int
 
 
 def transport_options(timeout: float) -> Callable[[F], F]:
-    """--server-url, --database-url, --token and --timeout, passed on as `destination`."""
+    """--server-url, --database-url, --token and --timeout, passed on as `target`."""
 
     def apply(command: F) -> F:
         @functools.wraps(command)
-        def with_destination(
+        def with_target(
             *args: Any,
             server_url: str | None,
             database_url: str | None,
@@ -335,16 +337,17 @@ def transport_options(timeout: float) -> Callable[[F], F]:
             **kwargs: Any,
         ) -> Any:
             settings = Settings.from_environment()
-            destination = Destination(
+            target = Target(
                 server_url or settings.server_url,
                 database_url,
                 token or settings.token,
                 timeout,
                 settings.spool_path,
+                settings.spool_max,
             )
-            return command(*args, destination=destination, **kwargs)
+            return command(*args, target=target, **kwargs)
 
-        wrapped: Any = with_destination
+        wrapped: Any = with_target
         for option in reversed(
             [
                 click.option(
@@ -372,26 +375,56 @@ def transport_options(timeout: float) -> Callable[[F], F]:
     return apply
 
 
-@contextlib.contextmanager
-def courier_for(destination: Destination) -> Iterator[Courier]:
-    """A courier on the chosen transport, closed afterwards."""
-    from session_buddy.client.delivery import Courier
+def open_spool(target: Target) -> Spool:
     from session_buddy.client.spool import Spool
+
+    return Spool(target.spool_path, max_pending=target.spool_max)
+
+
+@contextlib.contextmanager
+def courier_for(target: Target, url: str | None = None) -> Iterator[Courier]:
+    """A courier for the target's destination (or for `url`, a destination of the
+    spool), closed afterwards."""
+    from session_buddy.client.delivery import Courier, destination_url, is_local, token_identity
+    from session_buddy.client.spool import Destination
     from session_buddy.client.transports import open_transport
 
+    url = url or destination_url(target.server_url, target.database_url)
+    local = is_local(url)
     try:
         transport = open_transport(
-            destination.server_url,
-            destination.database_url,
-            token=destination.token,
-            timeout=destination.timeout,
+            None if local else url,
+            url if local else None,
+            token=target.token,
+            timeout=target.timeout,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    spool = open_spool(target)
     try:
-        yield Courier(transport, Spool(destination.spool_path), token=destination.token)
+        destination = Destination(url, token_identity(target.token))
+        yield Courier(transport, spool, destination, token=target.token)
     finally:
         transport.close()
+        spool.close()
+
+
+def finish_send(sent: Sent, placeholder: str | None = None) -> None:
+    """Print what became of an event; exit non-zero unless it was delivered or is kept
+    for a reason that may pass."""
+    from session_buddy.client.outcomes import Outcome
+
+    if sent.outcome is Outcome.DELIVERED:
+        return
+    if sent.spooled and placeholder:
+        click.echo(placeholder)
+    if sent.outcome is Outcome.TRANSIENT and sent.spooled:
+        return
+    if sent.outcome is Outcome.CREDENTIALS:
+        raise click.ClickException(
+            "the event is kept; fix the token, then: session-buddy spool flush"
+        )
+    raise click.ClickException(f"the event was not recorded: {sent.reason}")
 
 
 @main.group()
@@ -410,11 +443,12 @@ def emit_start(
     shell_type: str,
     pid: int | None,
     metadata: str | None,
-    destination: Destination,
+    target: Target,
 ) -> None:
     """Record a start; prints the session id (or spooled:<event id> when spooled)."""
     import os
 
+    from session_buddy.client.delivery import SPOOLED_PREFIX
     from session_buddy.client.events import start_event
 
     try:
@@ -424,11 +458,12 @@ def emit_start(
     if not isinstance(details, dict):
         raise click.ClickException("--metadata must be a JSON object")
     event = start_event(component_name, shell_type, pid=pid or os.getppid(), metadata=details)
-    with courier_for(destination) as courier:
-        session_id = courier.start(event)
-    if courier.problems:
-        raise click.ClickException("; ".join(courier.problems))
-    click.echo(session_id or f"spooled:{event['event_id']}")
+    with courier_for(target) as courier:
+        sent = courier.start(event)
+    if sent.session_id:
+        click.echo(sent.session_id)
+        return
+    finish_send(sent, f"{SPOOLED_PREFIX}{event['event_id']}")
 
 
 @emit.command("end")
@@ -440,56 +475,129 @@ def emit_end(
     session_id: str,
     exit_code: int,
     exit_reason: str | None,
-    destination: Destination,
+    target: Target,
 ) -> None:
-    """Record an end."""
+    """Record an end; prints the session's final state (ended, crashed) or `spooled`."""
     from session_buddy.client.delivery import SPOOLED_PREFIX
     from session_buddy.client.events import end_event
 
-    with courier_for(destination) as courier:
+    with courier_for(target) as courier:
         start_event_id = None
         if session_id.startswith(SPOOLED_PREFIX):
             start_event_id = session_id.removeprefix(SPOOLED_PREFIX)
             session_id = courier.spool.known_session_id(start_event_id) or ""
         event = end_event(session_id or None, exit_code=exit_code, exit_reason=exit_reason)
-        delivered = courier.end(session_id or None, event, start_event_id=start_event_id)
-    if courier.problems:
-        raise click.ClickException("; ".join(courier.problems))
-    click.echo("ended" if delivered else "spooled")
+        sent = courier.end(session_id or None, event, start_event_id=start_event_id)
+    if sent.result.get("status") == "ended":
+        click.echo(str(sent.result.get("session_status") or "ended"))
+        return
+    finish_send(sent, "spooled")
 
 
 @emit.command("heartbeat")
 @click.option("--session-id", required=True)
 @transport_options(timeout=1.0)
-def emit_heartbeat(
-    session_id: str,
-    destination: Destination,
-) -> None:
+def emit_heartbeat(session_id: str, target: Target) -> None:
     """Tell session-buddy a session is still alive."""
     from session_buddy.client.events import now_iso
 
-    with courier_for(destination) as courier:
+    with courier_for(target) as courier:
         alive = courier.heartbeat(session_id, now_iso())
     if not alive:
-        raise click.ClickException("heartbeat not delivered (server unreachable)")
+        raise click.ClickException("heartbeat not delivered")
 
 
 @main.group()
 def spool() -> None:
-    """Events that could not be delivered yet."""
+    """Events that could not be delivered yet, per destination."""
+
+
+@spool.command("list")
+@click.option("--rejected", is_flag=True, help="Records refused for good, with the reason.")
+@json_option
+@transport_options(timeout=1.0)
+def spool_list(rejected: bool, as_json: bool, target: Target) -> None:
+    """Pending records per destination (with --rejected: the refused and unreadable)."""
+    from session_buddy.client.spool import PENDING, QUARANTINED, REJECTED
+
+    spool = open_spool(target)
+    states = (REJECTED, QUARANTINED) if rejected else (PENDING,)
+    records = [
+        {
+            "id": item.id,
+            "destination": item.destination,
+            "identity": item.identity,
+            "state": item.state,
+            "kind": (item.record() or {}).get("kind"),
+            "attempts": item.attempts,
+            "reason": item.reason,
+            "record": item.record() or item.body,
+        }
+        for item in spool.listing(states)
+    ]
+    spool.close()
+    if as_json:
+        print_json(records)
+        return
+    from rich.table import Table
+
+    table = Table("id", "destination", "kind", "state", "tries", "reason")
+    for r in records:
+        cells = ("id", "destination", "kind", "state", "attempts", "reason")
+        table.add_row(*(str(r[cell] if r[cell] is not None else "") for cell in cells))
+    console().print(table)
 
 
 @spool.command("flush")
 @transport_options(timeout=1.0)
-def spool_flush(destination: Destination) -> None:
-    """Deliver spooled events, oldest first."""
-    with courier_for(destination) as courier:
-        report = courier.flush()
-    for problem in report.problems:
-        click.echo(f"session-buddy: {problem}", err=True)
-    click.echo(f"delivered {report.delivered}, {report.remaining} still waiting")
-    if report.remaining:
-        raise click.ClickException("the server is unreachable; events stay in the spool")
+def spool_flush(target: Target) -> None:
+    """Deliver spooled events now, oldest first: every destination, or the one named with
+    --server-url / --database-url. Records of an old spool.jsonl, whose destination was
+    never written down, go to the destination this command is given."""
+    from session_buddy.client.delivery import destination_url, token_identity
+    from session_buddy.client.outcomes import Outcome
+    from session_buddy.client.spool import LEGACY_DESTINATION, Destination
+
+    spool = open_spool(target)
+    chosen = target.server_url or target.database_url
+    here = destination_url(target.server_url, target.database_url)
+    moved = spool.rehome(LEGACY_DESTINATION, Destination(here, token_identity(target.token)))
+    if moved:
+        click.echo(
+            f"session-buddy: {moved} record(s) of the old spool.jsonl go to {here}", err=True
+        )
+    urls = [here] if chosen else spool.destinations()
+    spool.close()
+    failed = []
+    for url in urls:
+        with courier_for(target, url) as courier:
+            report = courier.flush(now=True)
+        click.echo(
+            f"{url}: delivered {report.delivered}, rejected {report.rejected}, "
+            f"quarantined {report.quarantined}, {report.remaining} still waiting"
+        )
+        if report.busy:
+            failed.append(f"{url}: another process is delivering it")
+        elif report.stopped_by is Outcome.CREDENTIALS:
+            failed.append(f"{url}: credentials refused: {report.reason}")
+        elif report.stopped_by is not None:
+            failed.append(f"{url}: unreachable ({report.reason}); events stay in the spool")
+    if failed:
+        raise click.ClickException("; ".join(failed))
+
+
+@spool.command("drop")
+@click.argument("record_id", type=int)
+@transport_options(timeout=1.0)
+def spool_drop(record_id: int, target: Target) -> None:
+    """Give up a spooled record for good (see `spool list`)."""
+    spool = open_spool(target)
+    try:
+        if not spool.drop(record_id):
+            raise click.ClickException(f"no spooled record {record_id}")
+    finally:
+        spool.close()
+    click.echo(f"dropped {record_id}")
 
 
 @main.group()
@@ -499,7 +607,7 @@ def hook() -> None:
 
 @hook.command("claude-code")
 @transport_options(timeout=0.4)
-def hook_claude_code(destination: Destination) -> None:
+def hook_claude_code(target: Target) -> None:
     """Record a Claude Code SessionStart/SessionEnd hook payload read from stdin.
 
     Always exits 0 (Claude Code must never be held up); problems go to stderr.
@@ -510,7 +618,7 @@ def hook_claude_code(destination: Destination) -> None:
         payload = claude_code.parse_payload(
             sys.stdin.buffer.read(claude_code.MAX_PAYLOAD_BYTES + 1)
         )
-        with courier_for(destination) as courier:
+        with courier_for(target) as courier:
             click.echo(claude_code.record(payload, courier), err=True)
     except Exception as exc:
         click.echo(f"session-buddy hook: {exc}", err=True)

@@ -22,9 +22,11 @@ SECRET_ENV = "SESSION_BUDDY_SECRET"
 SERVER_URL_ENV = "SESSION_BUDDY_SERVER_URL"
 TOKEN_ENV = "SESSION_BUDDY_TOKEN"
 SPOOL_ENV = "SESSION_BUDDY_SPOOL"
+SPOOL_MAX_ENV = "SESSION_BUDDY_SPOOL_MAX"
 
 DEFAULT_ABANDON_AFTER = timedelta(hours=24)
 DEFAULT_REAP_INTERVAL = 60.0
+DEFAULT_SPOOL_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Settings:
     secret: str | None = None
     server_url: str | None = None
     token: str | None = None
+    spool_max: int = DEFAULT_SPOOL_MAX
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -59,7 +62,8 @@ class Settings:
             secret=environ.get(SECRET_ENV) or None,
             server_url=environ.get(SERVER_URL_ENV) or None,
             token=environ.get(TOKEN_ENV) or None,
-            spool_path=Path(spool) if spool else state_home / "session-buddy" / "spool.jsonl",
+            spool_path=Path(spool) if spool else state_home / "session-buddy" / "spool.db",
+            spool_max=int(environ.get(SPOOL_MAX_ENV) or DEFAULT_SPOOL_MAX),
         )
 
     def with_flags(self, **flags: Any) -> Settings:

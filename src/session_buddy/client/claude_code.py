@@ -13,6 +13,7 @@ from typing import Any
 
 from session_buddy.client.delivery import Courier
 from session_buddy.client.events import end_event, start_event
+from session_buddy.client.outcomes import Outcome
 
 COMPONENT = "claude-code"
 SHELL_TYPE = "ClaudeCode"
@@ -65,9 +66,17 @@ def record(payload: dict[str, Any], courier: Courier) -> str:
             cwd=_clipped(payload, "cwd"),
             metadata={k: v for k, v in details.items() if v is not None},
         )
-        session_id = courier.start(event)
-        return f"tracked {session_id}" if session_id else "spooled the start for later"
+        started = courier.start(event)
+        if started.session_id:
+            return f"tracked {started.session_id}"
+        return (
+            "spooled the start for later"
+            if started.spooled
+            else f"start not recorded: {started.reason}"
+        )
     reason = _clipped(payload, "reason") or "other"
     event = end_event(None, exit_code=None, exit_reason=reason)
-    delivered = courier.end_external(claude_id, event)
-    return f"ended Claude session {claude_id}" if delivered else "spooled the end for later"
+    ended = courier.end_external(claude_id, event)
+    if ended.outcome is Outcome.DELIVERED:
+        return f"ended Claude session {claude_id}"
+    return "spooled the end for later" if ended.spooled else f"end not recorded: {ended.reason}"

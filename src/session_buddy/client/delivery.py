@@ -1,55 +1,133 @@
-"""Deliver events now, or spool them and deliver them later, in order."""
+"""Deliver events now, or spool them for their own destination and deliver them later,
+in order.
+
+An event goes straight to its destination unless older records for that destination
+still wait; then it queues behind them and a bounded slice of the queue is delivered.
+What the server refuses for good is set aside with its reason; credential problems are
+said loudly and the event is kept.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from session_buddy.client.spool import ReplayReport, Spool
-from session_buddy.client.transports import Transport, TransportError
+from session_buddy.client.outcomes import Attempt, Outcome, attempt
+from session_buddy.client.spool import (
+    QUARANTINED,
+    REJECTED,
+    Destination,
+    Spool,
+    SpoolError,
+)
+from session_buddy.client.transports import Transport
+from session_buddy.config import Settings
 
 SPOOLED_PREFIX = "spooled:"
-CREDENTIAL_ERRORS = ("unauthorized", "forbidden")
+SLICE_SECONDS = 0.3  # what an emit or a hook spends on an older backlog
+PAGE = 64
+LOCAL_SCHEMES = ("sqlite:", "postgresql:", "postgres:")
+
+
+def token_identity(token: str | None) -> str:
+    """Whose token this is (its subject, unverified) and a fingerprint; never the token."""
+    if not token:
+        return ""
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        subject = str(claims.get("sub", "?"))[:100]
+    except (IndexError, ValueError, AttributeError):
+        subject = "unreadable token"
+    return f"{subject} ({fingerprint})"
+
+
+def destination_url(server_url: str | None, database_url: str | None) -> str:
+    """The destination an event is for, spelled so that any process means the same
+    place: the server URL, else the database URL (a relative SQLite path made absolute,
+    the default store resolved)."""
+    if server_url:
+        return server_url
+    url = database_url or Settings.from_environment().database_url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
+        url = prefix + str(Path(url[len(prefix) :]).absolute())
+    return url
+
+
+def is_local(url: str) -> bool:
+    return url.startswith(LOCAL_SCHEMES)
+
+
+@dataclass
+class Sent:
+    """What became of one event: delivered, spooled (pending), or refused."""
+
+    outcome: Outcome
+    spooled: bool = False
+    session_id: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class FlushReport:
+    destination: str
+    delivered: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+    remaining: int = 0
+    stopped_by: Outcome | None = None  # transient or credentials: the rest waits
+    reason: str = ""
+    busy: bool = False  # another process is delivering this destination
+    attempts: dict[int, Attempt] = field(default_factory=dict)
 
 
 class Courier:
-    def __init__(self, transport: Transport, spool: Spool, *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        spool: Spool,
+        destination: Destination,
+        *,
+        token: str | None = None,
+    ) -> None:
         self.transport = transport
         self.spool = spool
+        self.destination = destination
         self.token = token
         self.problems: list[str] = []
+        self._credentials_said = False
         self._calls = threading.Lock()  # heartbeats and the end share one connection
-
-    def _call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        if self.token:
-            arguments = arguments | {"token": self.token}
-        with self._calls:
-            result = self.transport.call(tool, arguments)
-        if result.get("error_code") in CREDENTIAL_ERRORS:
-            # Keep the event until the credentials are fixed.
-            raise TransportError(str(result.get("error")))
-        return result
 
     def _note(self, problem: str) -> None:
         self.problems.append(problem)
         print(f"session-buddy: {problem}", file=sys.stderr)
 
-    def _in_order(self, record: dict[str, Any]) -> tuple[bool, str | None]:
-        """Deliver now unless older events still wait in the spool; otherwise spool it.
-        Returns (delivered, session id of a delivered start)."""
-        if self.spool.pending() and self.flush().remaining:
-            self.spool.append(record)
-            return False, None
-        try:
-            return True, self.deliver(record)
-        except TransportError:
-            self.spool.append(record)
-            return False, None
+    def _credentials(self, reason: str) -> None:
+        """Say a credential problem loudly, once per courier."""
+        if not self._credentials_said:
+            self._credentials_said = True
+            self._note(f"credentials refused by {self.destination.url}: {reason}")
 
-    def start(self, event: dict[str, Any]) -> str | None:
-        """Send a start; the session id, or None if it was spooled or rejected."""
-        return self._in_order({"kind": "start", "event": event})[1]
+    def _call(self, tool: str, arguments: dict[str, Any]) -> Attempt:
+        if self.token:
+            arguments = arguments | {"token": self.token}
+        with self._calls:
+            return attempt(self.transport, tool, arguments)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def start(self, event: dict[str, Any]) -> Sent:
+        return self._send({"kind": "start", "event": event})
 
     def end(
         self,
@@ -58,7 +136,7 @@ class Courier:
         *,
         start: dict[str, Any] | None = None,
         start_event_id: str | None = None,
-    ) -> bool:
+    ) -> Sent:
         """Send an end for a session (or for a start that is still spooled)."""
         record = {
             "kind": "end",
@@ -67,79 +145,182 @@ class Courier:
             "start_event_id": start_event_id or (start or {}).get("event_id"),
             "event": event,
         }
-        return self._in_order(record)[0]
+        return self._send(record)
 
-    def end_external(self, external_id: str, event: dict[str, Any]) -> bool:
-        record = {"kind": "end_external", "external_id": external_id, "event": event}
-        return self._in_order(record)[0]
+    def end_external(self, external_id: str, event: dict[str, Any]) -> Sent:
+        return self._send({"kind": "end_external", "external_id": external_id, "event": event})
 
     def heartbeat(self, session_id: str, timestamp: str) -> bool:
         """Best effort: a missed heartbeat is not worth spooling."""
+        tried = self._call(
+            "track_session_heartbeat", {"session_id": session_id, "timestamp": timestamp}
+        )
+        if tried.outcome is Outcome.CREDENTIALS:
+            self._credentials(tried.reason)
+        return tried.outcome is Outcome.DELIVERED
+
+    def _waiting(self) -> int:
+        """Records of this destination still waiting; 0 when the spool cannot be read
+        (a direct delivery never depends on the spool)."""
         try:
-            self._call(
-                "track_session_heartbeat", {"session_id": session_id, "timestamp": timestamp}
-            )
-        except TransportError:
-            return False
-        return True
+            return self.spool.count(self.destination.url)
+        except SpoolError:
+            return 0
 
-    def flush(self) -> ReplayReport:
-        return self.spool.replay(self._deliver_spooled)
+    def _send(self, record: dict[str, Any]) -> Sent:
+        if self._waiting():
+            return self._send_behind(record)
+        tried = self._deliver(record)
+        sent = Sent(tried.outcome, session_id=self._session_id(record, tried), result=tried.result)
+        sent.reason = tried.reason
+        if tried.outcome is Outcome.DELIVERED:
+            return sent
+        if tried.outcome is Outcome.REFUSED:
+            self._note(f"{_describe(record)} refused: {tried.reason}")
+            self._keep(record, tried.reason, state=REJECTED)
+            return sent
+        if tried.outcome is Outcome.CREDENTIALS:
+            self._credentials(tried.reason)
+        sent.spooled = self._keep(record, tried.reason) is not None
+        return sent
 
-    def _deliver_spooled(self, record: dict[str, Any]) -> bool:
+    def _send_behind(self, record: dict[str, Any]) -> Sent:
+        """Queue behind older records, then deliver a bounded slice of the queue."""
+        record_id = self._keep(record, "waiting behind older records")
+        if record_id is None:
+            return Sent(Outcome.TRANSIENT, reason="the spool cannot take it")
+        report = self.flush(budget=SLICE_SECONDS)
+        tried = report.attempts.get(record_id)
+        if tried is None or tried.outcome not in (Outcome.DELIVERED, Outcome.REFUSED):
+            outcome = report.stopped_by or Outcome.TRANSIENT
+            return Sent(outcome, spooled=True, reason=report.reason or "older records wait")
+        sent = Sent(tried.outcome, session_id=self._session_id(record, tried), result=tried.result)
+        sent.reason = tried.reason
+        return sent
+
+    def _keep(self, record: dict[str, Any], reason: str, state: str = "") -> int | None:
+        """Put a record in the spool (pending, or set aside); its id, None if it cannot."""
         try:
-            self.deliver(record, spooled=True)
-        except TransportError:
-            return False
-        return True
+            record_id = self.spool.enqueue(self.destination, record, reason)
+            if state:
+                self.spool.set_aside(record_id, state, reason)
+        except SpoolError as exc:
+            self._note(f"{_describe(record)} is lost: {exc}")
+            return None
+        return record_id
 
-    def deliver(self, record: dict[str, Any], *, spooled: bool = False) -> str | None:
-        """Deliver one record (what the server rejects for good is dropped, with a note);
-        the session id for a start. Raises TransportError when unreachable.
-
-        A start replayed from the spool has its session id remembered, for the
-        `spooled:<event id>` placeholders handed out while it waited."""
-        kind = record.get("kind")
-        if kind == "start":
-            session_id = self._deliver_start(record["event"])
-            if spooled and session_id is not None:
-                self.spool.remember(record["event"]["event_id"], session_id)
-            return session_id
-        if kind == "end":
-            self._deliver_end(record)
-        elif kind == "end_external":
-            self._deliver_end_external(record)
-        else:
-            self._note(f"dropping a spool record of unknown kind {kind!r}")
+    @staticmethod
+    def _session_id(record: dict[str, Any], tried: Attempt) -> str | None:
+        session_id = tried.result.get("session_id")
+        if record["kind"] == "start" and tried.outcome is Outcome.DELIVERED:
+            return session_id if isinstance(session_id, str) else None
         return None
 
-    def _deliver_start(self, event: dict[str, Any]) -> str | None:
-        result = self._call("track_session_start", event)
-        session_id = result.get("session_id")
-        if result.get("status") != "tracked" or not isinstance(session_id, str):
-            self._note(f"start {event.get('event_id')} rejected: {result.get('error')}")
-            return None
-        return session_id
+    # -- delivering one record ---------------------------------------------------------
 
-    def _deliver_end(self, record: dict[str, Any]) -> None:
+    def _deliver(self, record: dict[str, Any]) -> Attempt:
+        kind = record["kind"]
+        if kind == "start":
+            return self._call("track_session_start", record["event"])
+        if kind == "end":
+            return self._deliver_end(record)
+        return self._deliver_end_external(record)
+
+    def _deliver_end(self, record: dict[str, Any]) -> Attempt:
         session_id = record.get("session_id")
         start_event_id = record.get("start_event_id")
         if session_id is None and start_event_id:
             session_id = self.spool.known_session_id(start_event_id)
         if session_id is None and record.get("start"):
-            session_id = self._deliver_start(record["start"])  # idempotent by event id
-        if session_id is None:
-            self._note(f"dropping an end whose start {start_event_id} never arrived")
-            return
-        result = self._call("track_session_end", record["event"] | {"session_id": session_id})
-        if result.get("status") == "error":
-            self._note(f"end of {session_id} rejected: {result.get('error')}")
+            started = self._call("track_session_start", record["start"])  # idempotent
+            if started.outcome is not Outcome.DELIVERED:
+                return started
+            session_id = started.result.get("session_id")
+        if not isinstance(session_id, str):
+            reason = f"its start {start_event_id} was never delivered"
+            return Attempt(Outcome.REFUSED, {}, reason)
+        return self._call("track_session_end", record["event"] | {"session_id": session_id})
 
-    def _deliver_end_external(self, record: dict[str, Any]) -> None:
+    def _deliver_end_external(self, record: dict[str, Any]) -> Attempt:
+        external_id = record["external_id"]
         found = self._call(
-            "list_sessions", {"external_id": record["external_id"], "status": "active", "limit": 1}
+            "list_sessions", {"external_id": external_id, "status": "active", "limit": 1}
         )
-        sessions = found.get("sessions") or []
-        if sessions:
-            event = record["event"] | {"session_id": sessions[0]["session_id"]}
-            self._call("track_session_end", event)
+        if found.outcome is not Outcome.DELIVERED:
+            return found
+        sessions = found.result.get("sessions") or []
+        if not sessions:
+            return Attempt(Outcome.REFUSED, {}, f"no active session for {external_id}")
+        event = record["event"] | {"session_id": sessions[0]["session_id"]}
+        return self._call("track_session_end", event)
+
+    # -- the queue ---------------------------------------------------------------------
+
+    def flush(self, budget: float | None = None, *, now: bool = False) -> FlushReport:
+        """Deliver this destination's queue, oldest first, for at most `budget` seconds;
+        only when its oldest record is due, unless `now`. Stops at the first record that
+        must wait (transient or credentials), so order is kept."""
+        url = self.destination.url
+        report = FlushReport(url)
+        deadline = None if budget is None else time.monotonic() + budget
+        try:
+            with self.spool.lease(url) as mine:
+                if not mine:
+                    report.busy = True
+                elif now or self.spool.due(url):
+                    self._flush_pages(report, deadline)
+            report.remaining = self.spool.count(url)
+        except SpoolError as exc:
+            report.stopped_by, report.reason = Outcome.TRANSIENT, str(exc)
+            self._note(str(exc))
+        return report
+
+    def _flush_pages(self, report: FlushReport, deadline: float | None) -> None:
+        url = self.destination.url
+        while page := self.spool.head(url, PAGE):
+            delivered: list[int] = []
+            try:
+                for item in page:
+                    if deadline is not None and time.monotonic() > deadline:
+                        return
+                    record = item.record()
+                    if record is None:
+                        self.spool.set_aside(item.id, QUARANTINED, "cannot be read as a record")
+                        self._note(f"quarantined spool record {item.id}: cannot be read")
+                        report.quarantined += 1
+                        continue
+                    tried = self._deliver(record)
+                    report.attempts[item.id] = tried
+                    if tried.outcome is Outcome.DELIVERED:
+                        delivered.append(item.id)
+                        self._remember(record, tried)
+                    elif tried.outcome is Outcome.REFUSED:
+                        self.spool.set_aside(item.id, REJECTED, tried.reason)
+                        self._note(f"{_describe(record)} refused: {tried.reason}")
+                        report.rejected += 1
+                    else:
+                        if tried.outcome is Outcome.CREDENTIALS:
+                            self._credentials(tried.reason)
+                        self.spool.postpone(item.id, tried.reason)
+                        report.stopped_by, report.reason = tried.outcome, tried.reason
+                        return
+            finally:
+                self.spool.delivered(delivered)
+                report.delivered += len(delivered)
+            self.spool.renew(url)
+
+    def _remember(self, record: dict[str, Any], tried: Attempt) -> None:
+        """A start delivered late: keep its session id for `spooled:<event id>` ends."""
+        session_id = self._session_id(record, tried)
+        if session_id is not None:
+            self.spool.remember(record["event"]["event_id"], session_id)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    kind = record.get("kind")
+    event = record.get("event") or {}
+    if kind == "start":
+        return f"start {event.get('event_id')}"
+    if kind == "end":
+        return f"end of {record.get('session_id') or record.get('start_event_id')}"
+    return f"end of external session {record.get('external_id')}"

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from session_buddy.client.delivery import Courier
+from session_buddy.client.delivery import Courier, destination_url, token_identity
 from session_buddy.client.events import end_event, now_iso, start_event
-from session_buddy.client.spool import Spool
+from session_buddy.client.spool import Destination, Spool
 from session_buddy.client.transports import (
     DEFAULT_TIMEOUT,
     Transport,
@@ -79,13 +79,18 @@ class SessionEventEmitter:
         self._previous_excepthook: Any = None
 
     @property
+    def destination(self) -> Destination:
+        url = destination_url(self.server_url, self.database_url)
+        return Destination(url, token_identity(self._token))
+
+    @property
     def courier(self) -> Courier:
         with self._lock:
             if self._courier is None:
                 transport = self._transport or open_transport(
                     self.server_url, self.database_url, token=self._token, timeout=self._timeout
                 )
-                self._courier = Courier(transport, self._spool, token=self._token)
+                self._courier = Courier(transport, self._spool, self.destination, token=self._token)
             return self._courier
 
     # -- synchronous API -------------------------------------------------------------
@@ -100,7 +105,7 @@ class SessionEventEmitter:
                 self.component_name, self.shell_type, metadata=self.metadata
             )
         try:
-            session_id = self.courier.start(event)
+            session_id = self.courier.start(event).session_id
         except Exception as exc:  # never into the shell
             print(f"session-buddy: start not recorded: {exc}", file=sys.stderr)
             return None
@@ -215,7 +220,9 @@ class SessionEventEmitter:
             self._starter.join(timeout=EXIT_BUDGET_SECONDS / 2)
         if self._starter is not None and self._starter.is_alive():
             # The start is stuck; the end goes to the spool with the start event.
-            self._courier = Courier(_Unreachable(), self._spool, token=self._token)
+            self._courier = Courier(
+                _Unreachable(), self._spool, self.destination, token=self._token
+            )
             if self.start_event is None:
                 return
         if self._courier is not None:

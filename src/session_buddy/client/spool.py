@@ -1,162 +1,392 @@
-"""A local file of events that could not be delivered, replayed later in order.
+"""The spool: events that could not be delivered yet, in a small embedded queue.
 
-Appends take an exclusive lock, write one JSON line and fsync, so concurrent shells never
-interleave and a crash mid-write leaves at most one torn last line (skipped on replay).
-A replay first moves the spool aside under the lock (appends never wait on the network),
-delivers its records in order, and puts back whatever is left, ahead of newer records.
-Replays are idempotent on the server (event ids, ended stays ended), so a replay that
-dies half-way is simply done again.
+One SQLite file in the state directory (WAL; an enqueue is one fsynced transaction), one
+row per record. Every record carries its destination (the server or database URL it was
+meant for, and whose token sent it) and is delivered only there, oldest first. Per
+destination counts are kept by triggers, so an enqueue costs the same with 0 or 100,000
+records waiting. A lease (holder pid and expiry) keeps two flushers off one destination;
+delivered records are deleted page by page, so a flusher killed half-way leaves at most
+one page to deliver again, which event ids make harmless. A record that cannot be read
+is quarantined, never blocking the ones behind it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import sys
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from session_buddy.config import Settings
 
-KNOWN_IDS_KEPT = 2000
+PENDING, REJECTED, QUARANTINED = "pending", "rejected", "quarantined"
+# Records of the old line-per-event spool file: no destination was written down.
+LEGACY_DESTINATION = "legacy:spool.jsonl"
+LEASE_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 300.0
+KNOWN_IDS_KEPT = 10_000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'rejected', 'quarantined')),
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    created_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_queue ON records (destination, state, id);
+CREATE TABLE IF NOT EXISTS queues (
+    destination TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (destination, state)
+);
+CREATE TRIGGER IF NOT EXISTS records_added AFTER INSERT ON records BEGIN
+    INSERT INTO queues VALUES (NEW.destination, NEW.state, 1)
+    ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS records_removed AFTER DELETE ON records BEGIN
+    UPDATE queues SET n = n - 1 WHERE destination = OLD.destination AND state = OLD.state;
+END;
+CREATE TRIGGER IF NOT EXISTS records_moved AFTER UPDATE OF state, destination ON records BEGIN
+    UPDATE queues SET n = n - 1 WHERE destination = OLD.destination AND state = OLD.state;
+    INSERT INTO queues VALUES (NEW.destination, NEW.state, 1)
+    ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TABLE IF NOT EXISTS session_ids (event_id TEXT PRIMARY KEY, session_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    destination TEXT PRIMARY KEY, pid INTEGER NOT NULL, expires_us INTEGER NOT NULL
+);
+"""
 
 
-@dataclass
-class ReplayReport:
-    delivered: int = 0
-    remaining: int = 0
-    problems: list[str] = field(default_factory=list)
+class SpoolError(Exception):
+    """The spool cannot take or give records (unwritable, corrupt, full)."""
+
+
+class SpoolFull(SpoolError):
+    """The destination already has the most pending records allowed."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where records go: a server or database URL, and whose token sends them (never
+    the token itself)."""
+
+    url: str
+    identity: str = ""
+
+
+@dataclass(frozen=True)
+class Spooled:
+    id: int
+    destination: str
+    identity: str
+    state: str
+    body: str
+    attempts: int
+    next_attempt_us: int
+    reason: str | None
+    created_us: int
+
+    def record(self) -> dict[str, Any] | None:
+        """The record, or None when it cannot be read as one."""
+        try:
+            value = json.loads(self.body)
+        except ValueError:
+            return None
+        return value if is_record(value) else None
+
+
+def is_record(value: Any) -> bool:
+    """Is this a record the courier knows how to deliver?"""
+    if not isinstance(value, dict) or not isinstance(value.get("event"), dict):
+        return False
+    kind = value.get("kind")
+    if kind == "start":
+        return isinstance(value["event"].get("event_id"), str)
+    if kind == "end":
+        return any(isinstance(value.get(k), str) for k in ("session_id", "start_event_id"))
+    return kind == "end_external" and isinstance(value.get("external_id"), str)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _backoff_us(attempts: int) -> int:
+    """Full jitter up to an exponentially growing cap (1 s, 2 s, ... 5 min)."""
+    cap = min(MAX_BACKOFF_SECONDS, 2.0 ** max(attempts - 1, 0))
+    return int(random.uniform(cap / 2, cap) * 1_000_000)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Spool:
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or Settings.from_environment().spool_path
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
-        self._replay_lock_path = self.path.with_name(self.path.name + ".replay-lock")
-        self._ids_path = self.path.with_name(self.path.name + ".ids.json")
+    def __init__(self, path: Path | None = None, *, max_pending: int | None = None) -> None:
+        if path is None or max_pending is None:
+            settings = Settings.from_environment()
+            path = path or settings.spool_path
+            max_pending = max_pending or settings.spool_max
+        self.path = path
+        self.max_pending = max_pending
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.RLock()  # one connection, shared by an emitter's threads
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            try:
+                self._connection = self._open()
+            except (OSError, sqlite3.Error) as exc:
+                raise SpoolError(f"cannot use the spool {self.path}: {exc}") from exc
+        return self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, timeout=0.8, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.executescript(_SCHEMA)
+            self._import_legacy(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot read the spool {self.path}: {exc}") from exc
 
     @contextlib.contextmanager
-    def _locked(self, lock_path: Path, *, wait: bool = True) -> Iterator[bool]:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._begin() as connection:
+            yield connection
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        with self._locked(self._lock_path):
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sqlite3.Connection]:
+        connection = self._db()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
             try:
-                os.write(descriptor, line)
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot use the spool {self.path}: {exc}") from exc
 
-    def pending(self) -> int:
-        """How many records wait in the spool (torn lines excluded)."""
-        with self._locked(self._lock_path):
-            return len(_read_records(self.path))
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
-    def known_session_id(self, event_id: str) -> str | None:
-        """The session id a replayed start got, by its event id."""
-        return _read_ids(self._ids_path).get(event_id)
+    def _import_legacy(self, connection: sqlite3.Connection) -> None:
+        """Take in, once, the records of the old spool.jsonl beside this file (and what a
+        replay of it left behind); lines that are not records are quarantined whole."""
+        old = sorted(self.path.parent.glob("spool.jsonl.replaying-*"))
+        old += [self.path.with_name("spool.jsonl")]
+        old = [
+            path
+            for path in old
+            if path.is_file() and path != self.path and not path.name.endswith(".imported")
+        ]
+        if not old:
+            return
+        now = _now_us()
+        connection.execute("BEGIN IMMEDIATE")
+        for path in old:
+            for line in path.read_bytes().splitlines():
+                if not line.strip():
+                    continue
+                text = line.decode("utf-8", "replace")
+                try:
+                    readable = is_record(json.loads(text))
+                except ValueError:
+                    readable = False
+                connection.execute(
+                    "INSERT INTO records (destination, identity, state, body, reason, "
+                    "created_us) VALUES (?, '', ?, ?, ?, ?)",
+                    (
+                        LEGACY_DESTINATION,
+                        PENDING if readable else QUARANTINED,
+                        text,
+                        None if readable else f"not a record (from {path.name})",
+                        now,
+                    ),
+                )
+        connection.execute("COMMIT")
+        for path in old:
+            path.rename(path.with_name(path.name + ".imported"))
+
+    # -- queueing ----------------------------------------------------------------------
+
+    def enqueue(
+        self, destination: Destination, record: dict[str, Any], reason: str | None = None
+    ) -> int:
+        """Append a record for `destination`; its id. SpoolError when it cannot."""
+        body = json.dumps(record, separators=(",", ":"))
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT n FROM queues WHERE destination = ? AND state = ?",
+                (destination.url, PENDING),
+            ).fetchone()
+            if row is not None and row[0] >= self.max_pending:
+                raise SpoolFull(
+                    f"the spool already holds {row[0]} records for {destination.url} "
+                    f"(at most {self.max_pending}); this event is not kept"
+                )
+            cursor = db.execute(
+                "INSERT INTO records (destination, identity, state, body, reason, created_us) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (destination.url, destination.identity, PENDING, body, reason, _now_us()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def count(self, url: str, state: str = PENDING) -> int:
+        rows = self._rows("SELECT n FROM queues WHERE destination = ? AND state = ?", (url, state))
+        return int(rows[0][0]) if rows else 0
+
+    def head(self, url: str, limit: int) -> list[Spooled]:
+        """The oldest pending records of a destination."""
+        rows = self._rows(
+            "SELECT * FROM records WHERE destination = ? AND state = ? ORDER BY id LIMIT ?",
+            (url, PENDING, limit),
+        )
+        return [Spooled(*row) for row in rows]
+
+    def due(self, url: str) -> bool:
+        """Is the oldest pending record of a destination due for another try?"""
+        rows = self._rows(
+            "SELECT next_attempt_us FROM records WHERE destination = ? AND state = ? "
+            "ORDER BY id LIMIT 1",
+            (url, PENDING),
+        )
+        return bool(rows) and rows[0][0] <= _now_us()
+
+    def delivered(self, ids: list[int]) -> None:
+        if ids:
+            with self._transaction() as db:
+                db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+
+    def set_aside(self, record_id: int, state: str, reason: str) -> None:
+        """Move a record out of the queue: rejected for good, or quarantined."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE records SET state = ?, reason = ? WHERE id = ?", (state, reason, record_id)
+            )
+
+    def postpone(self, record_id: int, reason: str) -> None:
+        """A try failed for a reason that may pass: try again after a backoff."""
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE records SET attempts = attempts + 1, reason = ? WHERE id = ? "
+                "RETURNING attempts",
+                (reason, record_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "UPDATE records SET next_attempt_us = ? WHERE id = ?",
+                    (_now_us() + _backoff_us(row[0]), record_id),
+                )
+
+    def rehome(self, source: str, destination: Destination) -> int:
+        """Send a queue's pending records to another destination (a person's decision,
+        for records whose destination was never written down)."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE records SET destination = ?, identity = ? "
+                "WHERE destination = ? AND state = ?",
+                (destination.url, destination.identity, source, PENDING),
+            ).rowcount
+
+    def drop(self, record_id: int) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0
+
+    def destinations(self) -> list[str]:
+        rows = self._rows("SELECT DISTINCT destination FROM queues WHERE n > 0")
+        return sorted(str(row[0]) for row in rows)
+
+    def listing(self, states: tuple[str, ...]) -> list[Spooled]:
+        marks = ", ".join("?" for _ in states)
+        rows = self._rows(f"SELECT * FROM records WHERE state IN ({marks}) ORDER BY id", states)
+        return [Spooled(*row) for row in rows]
+
+    # -- session ids of starts delivered late ------------------------------------------
 
     def remember(self, event_id: str, session_id: str) -> None:
-        with self._locked(self._lock_path):
-            ids = _read_ids(self._ids_path)
-            ids[event_id] = session_id
-            kept = dict(list(ids.items())[-KNOWN_IDS_KEPT:])
-            _write_atomically(self._ids_path, json.dumps(kept).encode())
-
-    def replay(self, deliver: Callable[[dict[str, Any]], bool]) -> ReplayReport:
-        """Hand each record, oldest first, to `deliver`, which returns True once the record
-        is done with (delivered or rejected for good) and False to stop (unreachable)."""
-        report = ReplayReport()
-        with self._locked(self._replay_lock_path, wait=False) as mine:
-            if not mine:
-                report.problems.append("another replay is running")
-                return report
-            taken = self._take()
-            records: list[dict[str, Any]] = []
-            for path in taken:
-                records.extend(_read_records(path))
-            done = 0
-            for record in records:
-                if not deliver(record):
-                    break
-                done += 1
-            leftovers = records[done:]
-            report.delivered = done
-            report.remaining = len(leftovers)
-            self._put_back(leftovers)
-            for path in taken:
-                path.unlink(missing_ok=True)
-        return report
-
-    def _take(self) -> list[Path]:
-        """Move the spool aside; earlier takes left by a dead replayer come first."""
-        with self._locked(self._lock_path):
-            stale = sorted(self.path.parent.glob(self.path.name + ".replaying-*"))
-            if self.path.exists():
-                moved = self.path.with_name(f"{self.path.name}.replaying-{uuid.uuid4().hex}")
-                os.replace(self.path, moved)
-                return [*stale, moved]
-            return stale
-
-    def _put_back(self, leftovers: list[dict[str, Any]]) -> None:
-        if not leftovers:
-            return
-        with self._locked(self._lock_path):
-            newer = self.path.read_bytes() if self.path.exists() else b""
-            older = b"".join(
-                (json.dumps(r, separators=(",", ":")) + "\n").encode() for r in leftovers
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO session_ids (event_id, session_id) VALUES (?, ?)",
+                (event_id, session_id),
             )
-            _write_atomically(self.path, older + newer)
+            db.execute(
+                "DELETE FROM session_ids WHERE rowid <= (SELECT MAX(rowid) FROM session_ids) - ?",
+                (KNOWN_IDS_KEPT,),
+            )
 
-
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in lines:
+    def known_session_id(self, event_id: str) -> str | None:
+        """The session id a start delivered from the spool got, by its event id."""
         try:
-            record = json.loads(line)
-        except ValueError:
-            print(f"session-buddy: skipping a torn spool line in {path}", file=sys.stderr)
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+            rows = self._rows("SELECT session_id FROM session_ids WHERE event_id = ?", (event_id,))
+        except SpoolError:
+            return None
+        return str(rows[0][0]) if rows else None
 
+    # -- one flusher per destination ---------------------------------------------------
 
-def _read_ids(path: Path) -> dict[str, str]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    @contextlib.contextmanager
+    def lease(self, url: str) -> Iterator[bool]:
+        """Hold the destination's lease while delivering (False: another live process
+        holds it). A lease of a dead process, or past its expiry, is taken over."""
+        pid = os.getpid()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT pid, expires_us FROM leases WHERE destination = ?", (url,)
+            ).fetchone()
+            held = row is not None and row[0] != pid and row[1] > _now_us() and _pid_alive(row[0])
+            if not held:
+                db.execute(
+                    "INSERT OR REPLACE INTO leases (destination, pid, expires_us) VALUES (?, ?, ?)",
+                    (url, pid, _now_us() + int(LEASE_SECONDS * 1_000_000)),
+                )
+        try:
+            yield not held
+        finally:
+            if not held:
+                with self._transaction() as db:
+                    db.execute("DELETE FROM leases WHERE destination = ? AND pid = ?", (url, pid))
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(descriptor, data)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temporary, path)
+    def renew(self, url: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE leases SET expires_us = ? WHERE destination = ? AND pid = ?",
+                (_now_us() + int(LEASE_SECONDS * 1_000_000), url, os.getpid()),
+            )

@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import shlex
 
-from session_buddy.client.transports.base import DEFAULT_TIMEOUT, Transport, TransportError
+from session_buddy.client.transports.base import (
+    DEFAULT_TIMEOUT,
+    CredentialsError,
+    RequestRefused,
+    Transport,
+    TransportError,
+)
 
-__all__ = ["DEFAULT_TIMEOUT", "Transport", "TransportError", "open_transport"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CredentialsError",
+    "RequestRefused",
+    "Transport",
+    "TransportError",
+    "open_transport",
+]
 
 
 def open_transport(

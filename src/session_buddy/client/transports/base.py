@@ -12,6 +12,14 @@ class TransportError(Exception):
     """The event did not reach session-buddy; try again later."""
 
 
+class CredentialsError(TransportError):
+    """The server refused the credentials (HTTP 401/403); the message is its reason."""
+
+
+class RequestRefused(TransportError):
+    """The server refused the request itself (e.g. too large); retrying cannot help."""
+
+
 class Transport(Protocol):
     timeout: float
 

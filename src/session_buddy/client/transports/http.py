@@ -6,7 +6,12 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from session_buddy.client.transports.base import DEFAULT_TIMEOUT, TransportError
+from session_buddy.client.transports.base import (
+    DEFAULT_TIMEOUT,
+    CredentialsError,
+    RequestRefused,
+    TransportError,
+)
 from session_buddy.client.transports.jsonrpc import (
     INITIALIZED,
     PROTOCOL_VERSION,
@@ -74,7 +79,15 @@ class HttpTransport:
         if session:
             self._session = session
         if response.status in (401, 403):
-            raise TransportError(f"server refused the credentials (HTTP {response.status})")
+            reason = _refusal_reason(body, response.getheader("www-authenticate"))
+            raise CredentialsError(
+                f"the server refused the token (HTTP {response.status}): {reason}"
+            )
+        if response.status == 413:
+            raise RequestRefused("the server refused the event as too large (HTTP 413)")
+        if response.status >= 500 or response.status == 429:
+            self.close()
+            raise TransportError(f"the server is unavailable (HTTP {response.status})")
         if not body:
             return response.status, None
         return response.status, _decode(body, response.getheader("content-type", ""))
@@ -108,8 +121,23 @@ class HttpTransport:
         self._initialized = False
 
 
+def _refusal_reason(body: bytes, challenge: str | None) -> str:
+    """What the server said about refused credentials, from its JSON-RPC error or its
+    WWW-Authenticate challenge."""
+    try:
+        message = json.loads(body)["error"]["message"]
+        if isinstance(message, str):
+            return message
+    except (ValueError, KeyError, TypeError):
+        pass
+    return challenge or "no reason given"
+
+
 def _decode(body: bytes, content_type: str) -> dict[str, Any]:
-    text = body.decode()
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise TransportError(f"the server sent a reply that is not UTF-8: {exc}") from exc
     if "text/event-stream" in content_type:
         data = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
         text = data[-1] if data else "{}"
