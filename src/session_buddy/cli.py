@@ -427,6 +427,10 @@ def finish_send(sent: Sent, placeholder: str | None = None) -> None:
     raise click.ClickException(f"the event was not recorded: {sent.reason}")
 
 
+# Per send: with interpreter start-up, an `emit` stays within 1 s even when the server hangs.
+EMIT_TIMEOUT = 0.5
+
+
 @main.group()
 def emit() -> None:
     """Report a session from a shell script (undeliverable events are spooled)."""
@@ -437,7 +441,7 @@ def emit() -> None:
 @click.option("--shell-type", default="Script", show_default=True)
 @click.option("--pid", type=int, help="Process the session belongs to (default: the caller).")
 @click.option("--metadata", help="JSON object stored with the start.")
-@transport_options(timeout=1.0)
+@transport_options(timeout=EMIT_TIMEOUT)
 def emit_start(
     component_name: str,
     shell_type: str,
@@ -470,7 +474,7 @@ def emit_start(
 @click.option("--session-id", required=True, help="What `emit start` printed.")
 @click.option("--exit-code", type=int, default=0, show_default=True)
 @click.option("--exit-reason", help="e.g. user_exit, crash, signal:SIGTERM")
-@transport_options(timeout=1.0)
+@transport_options(timeout=EMIT_TIMEOUT)
 def emit_end(
     session_id: str,
     exit_code: int,
@@ -496,7 +500,7 @@ def emit_end(
 
 @emit.command("heartbeat")
 @click.option("--session-id", required=True)
-@transport_options(timeout=1.0)
+@transport_options(timeout=EMIT_TIMEOUT)
 def emit_heartbeat(session_id: str, target: Target) -> None:
     """Tell session-buddy a session is still alive."""
     from session_buddy.client.events import now_iso
@@ -568,6 +572,8 @@ def spool_flush(target: Target) -> None:
         )
     urls = [here] if chosen else spool.destinations()
     spool.close()
+    if not urls:
+        click.echo("nothing waiting in the spool")
     failed = []
     for url in urls:
         with courier_for(target, url) as courier:

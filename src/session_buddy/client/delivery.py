@@ -106,6 +106,8 @@ class Courier:
         self.token = token
         self.problems: list[str] = []
         self._credentials_said = False
+        # Session ids of starts this flush delivered in the page not yet committed.
+        self._started: dict[str, str] = {}
         self._calls = threading.Lock()  # heartbeats and the end share one connection
 
     def _note(self, problem: str) -> None:
@@ -230,7 +232,9 @@ class Courier:
         session_id = record.get("session_id")
         start_event_id = record.get("start_event_id")
         if session_id is None and start_event_id:
-            session_id = self.spool.known_session_id(start_event_id)
+            session_id = self._started.get(start_event_id) or self.spool.known_session_id(
+                start_event_id
+            )
         if session_id is None and record.get("start"):
             started = self._call("track_session_start", record["start"])  # idempotent
             if started.outcome is not Outcome.DELIVERED:
@@ -279,6 +283,7 @@ class Courier:
         url = self.destination.url
         while page := self.spool.head(url, PAGE):
             delivered: list[int] = []
+            session_ids: dict[str, str] = {}
             try:
                 for item in page:
                     if deadline is not None and time.monotonic() > deadline:
@@ -289,11 +294,13 @@ class Courier:
                         self._note(f"quarantined spool record {item.id}: cannot be read")
                         report.quarantined += 1
                         continue
-                    tried = self._deliver(record)
+                    tried = self._within(deadline, record)
                     report.attempts[item.id] = tried
                     if tried.outcome is Outcome.DELIVERED:
                         delivered.append(item.id)
-                        self._remember(record, tried)
+                        if session_id := self._session_id(record, tried):
+                            session_ids[record["event"]["event_id"]] = session_id
+                            self._started[record["event"]["event_id"]] = session_id
                     elif tried.outcome is Outcome.REFUSED:
                         self.spool.set_aside(item.id, REJECTED, tried.reason)
                         self._note(f"{_describe(record)} refused: {tried.reason}")
@@ -305,15 +312,22 @@ class Courier:
                         report.stopped_by, report.reason = tried.outcome, tried.reason
                         return
             finally:
-                self.spool.delivered(delivered)
+                self.spool.delivered(delivered, session_ids)
+                self._started.clear()  # committed with the page: the spool knows them now
                 report.delivered += len(delivered)
             self.spool.renew(url)
 
-    def _remember(self, record: dict[str, Any], tried: Attempt) -> None:
-        """A start delivered late: keep its session id for `spooled:<event id>` ends."""
-        session_id = self._session_id(record, tried)
-        if session_id is not None:
-            self.spool.remember(record["event"]["event_id"], session_id)
+    def _within(self, deadline: float | None, record: dict[str, Any]) -> Attempt:
+        """Deliver a record, its calls cut short where the slice's deadline is nearer
+        than the transport's own timeout."""
+        if deadline is None:
+            return self._deliver(record)
+        usual = self.transport.timeout
+        self.transport.timeout = max(0.05, min(usual, deadline - time.monotonic()))
+        try:
+            return self._deliver(record)
+        finally:
+            self.transport.timeout = usual
 
 
 def _describe(record: dict[str, Any]) -> str:

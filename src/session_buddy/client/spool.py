@@ -290,10 +290,23 @@ class Spool:
         )
         return bool(rows) and rows[0][0] <= _now_us()
 
-    def delivered(self, ids: list[int]) -> None:
-        if ids:
-            with self._transaction() as db:
-                db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+    def delivered(self, ids: list[int], session_ids: dict[str, str] | None = None) -> None:
+        """Remove delivered records, and note the session ids that late starts got (by
+        event id, for `spooled:<event id>` placeholders), in one transaction."""
+        if not ids and not session_ids:
+            return
+        with self._transaction() as db:
+            db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+            if session_ids:
+                db.executemany(
+                    "INSERT OR REPLACE INTO session_ids (event_id, session_id) VALUES (?, ?)",
+                    session_ids.items(),
+                )
+                db.execute(
+                    "DELETE FROM session_ids "
+                    "WHERE rowid <= (SELECT MAX(rowid) FROM session_ids) - ?",
+                    (KNOWN_IDS_KEPT,),
+                )
 
     def set_aside(self, record_id: int, state: str, reason: str) -> None:
         """Move a record out of the queue: rejected for good, or quarantined."""
@@ -340,17 +353,6 @@ class Spool:
         return [Spooled(*row) for row in rows]
 
     # -- session ids of starts delivered late ------------------------------------------
-
-    def remember(self, event_id: str, session_id: str) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO session_ids (event_id, session_id) VALUES (?, ?)",
-                (event_id, session_id),
-            )
-            db.execute(
-                "DELETE FROM session_ids WHERE rowid <= (SELECT MAX(rowid) FROM session_ids) - ?",
-                (KNOWN_IDS_KEPT,),
-            )
 
     def known_session_id(self, event_id: str) -> str | None:
         """The session id a start delivered from the spool got, by its event id."""
