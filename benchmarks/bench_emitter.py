@@ -72,7 +72,7 @@ def main(runs: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
         env |= {
             "SESSION_BUDDY_DATABASE_URL": f"sqlite:///{folder}/sessions.db",
-            "SESSION_BUDDY_SPOOL": str(Path(folder) / "spool.jsonl"),
+            "SESSION_BUDDY_SPOOL": str(Path(folder) / "spool.db"),
             "SESSION_BUDDY_LOG_LEVEL": "WARNING",
         }
         floor = (
