@@ -20,8 +20,13 @@ PURE_WIRE = {"session_buddy.mcp.event_models", "session_buddy.timestamps"}
 ALLOWED = {
     "session_buddy.timestamps": set(),
     "session_buddy.config": set(),
+    "session_buddy.processes": set(),
     "session_buddy.mcp.event_models": {"session_buddy.timestamps"},
-    "session_buddy.core": {"session_buddy.timestamps", "session_buddy.config"},
+    "session_buddy.core": {
+        "session_buddy.timestamps",
+        "session_buddy.config",
+        "session_buddy.processes",
+    },
     "session_buddy.app": {
         "session_buddy.core",
         "session_buddy.mcp.event_models",

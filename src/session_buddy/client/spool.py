@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from session_buddy.config import Settings
+from session_buddy.processes import pid_exists
 
 PENDING, REJECTED, QUARANTINED = "pending", "rejected", "quarantined"
 # Records of the old line-per-event spool file: no destination was written down.
@@ -126,16 +127,6 @@ def _backoff_us(attempts: int) -> int:
     """Full jitter up to an exponentially growing cap (1 s, 2 s, ... 5 min)."""
     cap = min(MAX_BACKOFF_SECONDS, 2.0 ** max(attempts - 1, 0))
     return int(random.uniform(cap / 2, cap) * 1_000_000)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Spool:
@@ -373,7 +364,7 @@ class Spool:
             row = db.execute(
                 "SELECT pid, expires_us FROM leases WHERE destination = ?", (url,)
             ).fetchone()
-            held = row is not None and row[0] != pid and row[1] > _now_us() and _pid_alive(row[0])
+            held = row is not None and row[0] != pid and row[1] > _now_us() and pid_exists(row[0])
             if not held:
                 db.execute(
                     "INSERT OR REPLACE INTO leases (destination, pid, expires_us) VALUES (?, ?, ?)",

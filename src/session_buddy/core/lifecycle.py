@@ -10,7 +10,6 @@ from typing import Any, Self
 from session_buddy.config import Settings
 from session_buddy.core import queries, transitions
 from session_buddy.core.errors import InvalidArgument
-from session_buddy.core.processes import why_gone
 from session_buddy.core.store import Store, open_store
 from session_buddy.core.transitions import (
     EndOutcome,
@@ -19,6 +18,7 @@ from session_buddy.core.transitions import (
     SessionEnd,
     StartOutcome,
 )
+from session_buddy.processes import why_gone
 from session_buddy.timestamps import now_micros, parse_timestamp, to_micros
 
 

@@ -1,4 +1,7 @@
-"""Is the process behind a session on this host still the one that started it?"""
+"""Is the process behind a session on this host still the one that started it?
+
+Standard library only: core's reaper and the client's spool leases both ask.
+"""
 
 from __future__ import annotations
 
