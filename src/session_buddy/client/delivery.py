@@ -171,45 +171,47 @@ class Courier:
 
     def _send(self, record: dict[str, Any]) -> Sent:
         if self._waiting():
-            return self._send_behind(record)
+            try:
+                record_id = self._enqueue(record, "waiting behind older records")
+            except SpoolError:
+                pass  # the spool cannot keep order: better delivered out of it than lost
+            else:
+                return self._send_behind(record_id, record)
         tried = self._deliver(record)
-        sent = Sent(tried.outcome, session_id=self._session_id(record, tried), result=tried.result)
-        sent.reason = tried.reason
+        sent = self._sent(record, tried)
         if tried.outcome is Outcome.DELIVERED:
             return sent
         if tried.outcome is Outcome.REFUSED:
             self._note(f"{_describe(record)} refused: {tried.reason}")
-            self._keep(record, tried.reason, state=REJECTED)
-            return sent
-        if tried.outcome is Outcome.CREDENTIALS:
+        elif tried.outcome is Outcome.CREDENTIALS:
             self._credentials(tried.reason)
-        sent.spooled = self._keep(record, tried.reason) is not None
+        try:
+            self._enqueue(record, tried.reason, REJECTED if sent.outcome is Outcome.REFUSED else "")
+        except SpoolError as exc:
+            self._note(f"{_describe(record)} is lost: {exc}")
+        else:
+            sent.spooled = tried.outcome is not Outcome.REFUSED
         return sent
 
-    def _send_behind(self, record: dict[str, Any]) -> Sent:
-        """Queue behind older records, then deliver a bounded slice of the queue."""
-        record_id = self._keep(record, "waiting behind older records")
-        if record_id is None:
-            return Sent(Outcome.TRANSIENT, reason="the spool cannot take it")
+    def _send_behind(self, record_id: int, record: dict[str, Any]) -> Sent:
+        """After queueing behind older records: deliver a bounded slice of the queue."""
         report = self.flush(budget=SLICE_SECONDS)
         tried = report.attempts.get(record_id)
         if tried is None or tried.outcome not in (Outcome.DELIVERED, Outcome.REFUSED):
             outcome = report.stopped_by or Outcome.TRANSIENT
             return Sent(outcome, spooled=True, reason=report.reason or "older records wait")
-        sent = Sent(tried.outcome, session_id=self._session_id(record, tried), result=tried.result)
-        sent.reason = tried.reason
-        return sent
+        return self._sent(record, tried)
 
-    def _keep(self, record: dict[str, Any], reason: str, state: str = "") -> int | None:
-        """Put a record in the spool (pending, or set aside); its id, None if it cannot."""
-        try:
-            record_id = self.spool.enqueue(self.destination, record, reason)
-            if state:
-                self.spool.set_aside(record_id, state, reason)
-        except SpoolError as exc:
-            self._note(f"{_describe(record)} is lost: {exc}")
-            return None
+    def _enqueue(self, record: dict[str, Any], reason: str, state: str = "") -> int:
+        """Put a record in the spool: pending, or set aside in `state`."""
+        record_id = self.spool.enqueue(self.destination, record, reason)
+        if state:
+            self.spool.set_aside(record_id, state, reason)
         return record_id
+
+    def _sent(self, record: dict[str, Any], tried: Attempt) -> Sent:
+        session_id = self._session_id(record, tried)
+        return Sent(tried.outcome, session_id=session_id, result=tried.result, reason=tried.reason)
 
     @staticmethod
     def _session_id(record: dict[str, Any], tried: Attempt) -> str | None:
