@@ -147,6 +147,10 @@ async def test_each_destination_gets_only_its_own_events(tmp_path: Path) -> None
     assert started.stdout.startswith("spooled:"), started.stderr
     run(env, "emit", "end", "--session-id", started.stdout.strip(), "--database-url", local)
     assert {r["destination"] for r in spooled(tmp_path / "spool.db")} == {url_a, url_b, local}
+    summary = run(env | {"COLUMNS": "200"}, "spool", "list").stdout
+    for url in (url_a, url_b, local):
+        [row] = [line for line in summary.splitlines() if url in line]
+        assert " 2 " in row  # a start and an end wait for each destination
 
     with http_server(db_a, port=port_a):
         only_a = run(env, "spool", "flush", "--server-url", url_a)

@@ -517,15 +517,19 @@ def spool() -> None:
 
 
 @spool.command("list")
-@click.option("--rejected", is_flag=True, help="Records refused for good, with the reason.")
+@click.option("--rejected", is_flag=True, help="Records refused for good or unreadable, each.")
 @json_option
 @transport_options(timeout=1.0)
 def spool_list(rejected: bool, as_json: bool, target: Target) -> None:
-    """Pending records per destination (with --rejected: the refused and unreadable)."""
+    """What waits, per destination (--json: every record; --rejected: the refused and the
+    unreadable, with the reason)."""
     from session_buddy.client.spool import PENDING, QUARANTINED, REJECTED
 
     spool = open_spool(target)
-    states = (REJECTED, QUARANTINED) if rejected else (PENDING,)
+    try:
+        items = spool.listing((REJECTED, QUARANTINED) if rejected else (PENDING,))
+    finally:
+        spool.close()
     records = [
         {
             "id": item.id,
@@ -537,19 +541,32 @@ def spool_list(rejected: bool, as_json: bool, target: Target) -> None:
             "reason": item.reason,
             "record": item.record() or item.body,
         }
-        for item in spool.listing(states)
+        for item in items
     ]
-    spool.close()
     if as_json:
         print_json(records)
         return
     from rich.table import Table
 
-    table = Table("id", "destination", "kind", "state", "tries", "reason")
-    for r in records:
-        cells = ("id", "destination", "kind", "state", "attempts", "reason")
-        table.add_row(*(str(r[cell] if r[cell] is not None else "") for cell in cells))
+    if rejected:
+        table = Table("id", "destination", "kind", "state", "reason")
+        for item in items:
+            kind = str((item.record() or {}).get("kind"))
+            table.add_row(str(item.id), item.destination, kind, item.state, item.reason)
+    else:
+        table = Table("destination", "sent by", "pending", "tries of the oldest", "last reason")
+        for url in dict.fromkeys(item.destination for item in items):
+            mine = [item for item in items if item.destination == url]
+            table.add_row(
+                url,
+                mine[0].identity or "-",
+                str(len(mine)),
+                str(mine[0].attempts),
+                mine[-1].reason or "",
+            )
     console().print(table)
+    if not records:
+        click.echo("nothing " + ("set aside" if rejected else "waiting") + " in the spool")
 
 
 @spool.command("flush")
