@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mcp_helpers import free_port, http_server, server_env, spooled
 from session_buddy.core import SessionLifecycleManager
 
@@ -121,3 +123,125 @@ def test_malformed_payloads_exit_zero_and_say_why(tmp_path: Path) -> None:
     ]:
         _, said = hook(tmp_path, body)
         assert phrase in said
+
+
+CLAUDE_LIKE_PARENT = """
+import os, subprocess, sys
+payload, shell = sys.argv[1], sys.argv[2]
+hook = f"{sys.executable} -m session_buddy hook claude-code"
+if shell == "sh":
+    subprocess.run(hook, shell=True, input=payload, text=True)  # /bin/sh -c, as Claude Code
+else:
+    subprocess.run(["bash", "-c", hook], input=payload, text=True)
+print(os.getpid(), flush=True)
+sys.stdin.read()  # lives until the test closes its stdin
+"""
+
+
+def reap(tmp_path: Path) -> list[str]:
+    env = server_env(f"sqlite:///{tmp_path / 'claude.db'}")
+    reaped = subprocess.run(
+        [sys.executable, "-m", "session_buddy", "reap", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return list(json.loads(reaped.stdout)["abandoned"])
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+async def test_the_session_is_claude_codes_process_not_the_shell_wrapper(
+    tmp_path: Path, shell: str
+) -> None:
+    env = server_env(
+        f"sqlite:///{tmp_path / 'claude.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db")
+    )
+    claude = subprocess.Popen(
+        [sys.executable, "-c", CLAUDE_LIKE_PARENT, json.dumps(payload("SessionStart")), shell],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert claude.stdout is not None and claude.stdin is not None
+    claude_pid = int(claude.stdout.readline())
+    [session] = await sessions(tmp_path)
+    assert session["pid"] == claude_pid
+    assert reap(tmp_path) == []  # the wrapper shell is gone; Claude Code is not
+    [session] = await sessions(tmp_path)
+    assert session["status"] == "active"
+    claude.stdin.close()  # Claude Code exits (no SessionEnd: Ctrl+C, kill, `claude -p`)
+    claude.wait(timeout=10)
+    assert reap(tmp_path) == [session["session_id"]]
+    [session] = await sessions(tmp_path)
+    assert (session["status"], session["end_reason"]) == ("abandoned", "process_gone")
+    # The SessionEnd that comes late still ends it.
+    _, said = hook(tmp_path, payload("SessionEnd", reason="prompt_input_exit"))
+    assert f"ended Claude session {CLAUDE_ID}" in said
+    [session] = await sessions(tmp_path)
+    assert (session["status"], session["end_reason"]) == ("ended", "prompt_input_exit")
+
+
+async def test_an_end_for_an_unknown_claude_session_says_so_and_is_logged(
+    tmp_path: Path,
+) -> None:
+    _, said = hook(tmp_path, payload("SessionEnd", "never-started-1234", reason="logout"))
+    assert "no session for Claude session never-started-1234" in said
+    assert "ended" not in said
+    async with SessionLifecycleManager(f"sqlite:///{tmp_path / 'claude.db'}") as manager:
+        rows = await manager.store.read(
+            lambda tx: tx.all("SELECT event_type, outcome, payload FROM events")
+        )
+    [logged] = [dict(row) for row in rows]
+    assert (logged["event_type"], logged["outcome"]) == ("session_end", "not_found")
+
+
+async def test_a_write_only_token_ends_claude_sessions_over_http(tmp_path: Path) -> None:
+    secret = "claude-hook-secret"
+    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
+    env = server_env(database_url, SESSION_BUDDY_SECRET=secret)
+    token = subprocess.run(
+        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
+        options = ("--server-url", f"{base}/mcp", "--token", token)
+        _, said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
+        assert said.startswith("tracked claude-code-")
+        _, said = hook(tmp_path, payload("SessionEnd", reason="logout"), *options)
+        assert f"ended Claude session {CLAUDE_ID}" in said and "ended" in said
+        _, said = hook(tmp_path, payload("SessionEnd", "unknown-claude", reason="logout"), *options)
+        assert "no session for Claude session unknown-claude" in said
+    [session] = await sessions(tmp_path)
+    assert (session["status"], session["end_reason"]) == ("ended", "logout")
+    assert spooled(tmp_path / "spool.db") == []  # nothing blocked behind the refused end
+
+
+async def test_a_locked_store_does_not_hold_the_hook(tmp_path: Path) -> None:
+    import sqlite3
+
+    hook(tmp_path, payload("SessionStart", "warm-up"))  # the store exists and is migrated
+    locker = sqlite3.connect(tmp_path / "claude.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        took, said = hook(tmp_path, payload("SessionStart", source="startup"))
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert took < 1.5 and "spooled" in said
+    env = server_env(
+        f"sqlite:///{tmp_path / 'claude.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db")
+    )
+    flushed = subprocess.run(
+        [sys.executable, "-m", "session_buddy", "spool", "flush"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert flushed.returncode == 0, flushed.stderr
+    assert {s["external_id"] for s in await sessions(tmp_path)} == {"warm-up", CLAUDE_ID}

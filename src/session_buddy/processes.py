@@ -57,3 +57,64 @@ def why_gone(pid: int, session_started_us: int) -> str | None:
     if created is not None and created > session_started_us + _START_TIME_SLACK_US:
         return "pid_reused"
     return None
+
+
+# Shells that Claude Code and others run hook commands with (`sh -c "..."`).
+SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
+
+
+def _linux_parent(pid: int) -> tuple[int, list[str]] | None:
+    """(parent pid, argv) of a process, from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return parent, [part.decode(errors="replace") for part in argv if part]
+
+
+def _ps_parent(pid: int) -> tuple[int, list[str]] | None:
+    """(parent pid, argv) of a process, from `ps` (macOS and other systems without /proc)."""
+    import subprocess
+
+    try:
+        shown = subprocess.run(
+            ["ps", "-o", "ppid=", "-o", "args=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=0.5,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (int(shown[0]), shown[1:]) if shown and shown[0].isdigit() else None
+
+
+def _runs_a_command_string(argv: list[str]) -> bool:
+    """Is this a shell running `-c "..."` (also `-lc`, `-ec`, busybox `sh -c`)?"""
+    if not argv:
+        return False
+    program = Path(argv[0].lstrip("-")).name
+    if program == "busybox" and len(argv) > 1:
+        program, argv = argv[1], argv[1:]
+    options = [arg for arg in argv[1:] if arg.startswith("-") and not arg.startswith("--")]
+    return program in SHELLS and any("c" in option for option in options)
+
+
+def launcher_pid(start: int | None = None) -> int | None:
+    """The first ancestor (from `start`, default our parent) that is not a shell running
+    a command string: the program that ran the hook. None when that cannot be told."""
+    read = _linux_parent if Path("/proc/self/stat").exists() else _ps_parent
+    pid = start if start is not None else os.getppid()
+    for _ in range(16):  # wrappers nest a few levels at most
+        if pid <= 1:
+            return None
+        found = read(pid)
+        if found is None:
+            return None
+        parent, argv = found
+        if not _runs_a_command_string(argv):
+            return pid
+        pid = parent
+    return None

@@ -68,6 +68,18 @@ def _field(event: Any, name: str) -> Any:
     return event.get(name) if isinstance(event, dict) else getattr(event, name, None)
 
 
+def _external_id(event: Any) -> str | None:
+    """The `external_id` an end names its session by, checked; None when absent."""
+    given = event.get("external_id") if isinstance(event, dict) else None
+    if given is None:
+        return None
+    if not isinstance(given, str) or not 0 < len(given) <= EXTERNAL_ID_MAX:
+        raise InvalidArgument(
+            "external_id", f"external_id: must be a string of 1..{EXTERNAL_ID_MAX} characters"
+        )
+    return given
+
+
 def new_session(event: SessionStartEvent) -> NewSession:
     """A validated start event as core's input. A string `metadata.external_id` is the
     client's own session id."""
@@ -172,16 +184,21 @@ class SessionService:
 
     async def end(self, event: SessionEndEvent | dict[str, Any]) -> SessionEndResult:
         """Track an end: 'ended' (with the session's final state), 'not_found' or 'error'.
-        Never raises."""
+        Without a session id, `external_id` (in a dict event) names the session by the
+        client's own id. Never raises."""
         given = _field(event, "session_id")
         session_id = given if isinstance(given, str) else ""
         try:
+            external_id = _external_id(event) if not session_id else None
+            if external_id is not None and isinstance(event, dict):
+                event = {**event, "session_id": external_id}  # validates as an id would
             valid = _validated(SessionEndEvent, event, "end")
             end = SessionEnd(
-                session_id=valid.session_id,
+                session_id=None if external_id else valid.session_id,
                 ended_us=to_micros(valid.ended_at),
                 metadata=valid.metadata,
                 payload=valid.model_dump_json(),
+                external_id=external_id,
             )
             outcome = await self.manager.end_session(end)
         except Exception as exc:
@@ -194,24 +211,24 @@ class SessionService:
             return SessionEndResult(session_id=session_id, **failed)
         self._count_end(outcome)
         if not outcome.found:
-            self.logger.warning("Session end for unknown session_id=%s", valid.session_id)
-            return SessionEndResult(session_id=valid.session_id, status="not_found")
+            self.logger.warning("Session end for unknown session %s", external_id or session_id)
+            return SessionEndResult(session_id=outcome.session_id, status="not_found")
         warning = None
         if outcome.clamped:
             warning = (
                 f"end timestamp {valid.timestamp} is before the session's start; "
                 "duration clamped to 0"
             )
-            self.logger.warning("Session %s: %s", valid.session_id, warning)
+            self.logger.warning("Session %s: %s", outcome.session_id, warning)
         self.logger.info(
             "Session %s: session_id=%s, session_status=%s, duration_seconds=%s",
             "ended" if outcome.changed else "end repeated",
-            valid.session_id,
+            outcome.session_id,
             outcome.session_status,
             outcome.duration_seconds,
         )
         return SessionEndResult(
-            session_id=valid.session_id,
+            session_id=outcome.session_id,
             status="ended",
             session_status=outcome.session_status,
             duration_seconds=outcome.duration_seconds,

@@ -223,7 +223,15 @@ TOOLS: dict[str, Tool] = {
             "crash/error/exception/signal/killed marks it crashed.",
             WRITE_SCOPE,
             SessionEndResult,
-            _event_arguments(SessionEndEvent),
+            (
+                *_event_arguments(SessionEndEvent),
+                Argument(
+                    "external_id",
+                    "string",
+                    "Instead of session_id: the client's own session id (e.g. Claude Code's); "
+                    "ends its latest session, active or abandoned",
+                ),
+            ),
             _end,
             _echo_session_id,
         ),

@@ -14,6 +14,7 @@ from typing import Any
 from session_buddy.client.delivery import Courier
 from session_buddy.client.events import end_event, start_event
 from session_buddy.client.outcomes import Outcome
+from session_buddy.processes import launcher_pid
 
 COMPONENT = "claude-code"
 SHELL_TYPE = "ClaudeCode"
@@ -62,7 +63,8 @@ def record(payload: dict[str, Any], courier: Courier) -> str:
         event = start_event(
             COMPONENT,
             SHELL_TYPE,
-            pid=os.getppid(),  # Claude Code itself; this hook process is gone in a moment
+            # Claude Code itself, past the `sh -c` it runs hooks with.
+            pid=launcher_pid() or os.getppid(),
             cwd=_clipped(payload, "cwd"),
             metadata={k: v for k, v in details.items() if v is not None},
         )
@@ -78,5 +80,8 @@ def record(payload: dict[str, Any], courier: Courier) -> str:
     event = end_event(None, exit_code=None, exit_reason=reason)
     ended = courier.end_external(claude_id, event)
     if ended.outcome is Outcome.DELIVERED:
-        return f"ended Claude session {claude_id}"
+        state = ended.result.get("session_status")
+        return f"ended Claude session {claude_id}: {ended.result.get('session_id')} is {state}"
+    if ended.result.get("status") == "not_found":
+        return f"no session for Claude session {claude_id}"
     return "spooled the end for later" if ended.spooled else f"end not recorded: {ended.reason}"

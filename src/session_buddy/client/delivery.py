@@ -248,16 +248,9 @@ class Courier:
         return self._call("track_session_end", record["event"] | {"session_id": session_id})
 
     def _deliver_end_external(self, record: dict[str, Any]) -> Attempt:
-        external_id = record["external_id"]
-        found = self._call(
-            "list_sessions", {"external_id": external_id, "status": "active", "limit": 1}
-        )
-        if found.outcome is not Outcome.DELIVERED:
-            return found
-        sessions = found.result.get("sessions") or []
-        if not sessions:
-            return Attempt(Outcome.REFUSED, {}, f"no active session for {external_id}")
-        event = record["event"] | {"session_id": sessions[0]["session_id"]}
+        """The server finds the session by the client's own id (a write token suffices)."""
+        event = record["event"] | {"external_id": record["external_id"]}
+        event.pop("session_id", None)
         return self._call("track_session_end", event)
 
     # -- the queue ---------------------------------------------------------------------

@@ -54,12 +54,15 @@ _INSERT = (
 
 @dataclass(frozen=True)
 class SessionEnd:
-    """A validated end; its metadata decides between ended and crashed."""
+    """A validated end; its metadata decides between ended and crashed. Without a
+    session id, the end is for the latest session of `external_id` (a client's own
+    session id), whatever its state."""
 
-    session_id: str
+    session_id: str | None
     ended_us: int
     metadata: dict[str, Any]
     payload: str
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,13 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
 
 def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
     """End an active or abandoned session; an ended one stays as it is."""
+    session_id = end.session_id
+    if session_id is None:
+        latest = _latest_external(tx, end.external_id) if end.external_id else None
+        if latest is None:
+            log_event(tx, received_us, "session_end", None, None, "not_found", end.payload)
+            return EndOutcome("", found=False)
+        session_id = str(latest["session_id"])
     status, reason = classify_end(end.metadata)
     updated = tx.one(
         "UPDATE sessions SET status = $1, ended_us = $2, "
@@ -203,12 +213,12 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
             reason,
             exit_code_of(end.metadata),
             _json(end.metadata),
-            end.session_id,
+            session_id,
         ),
     )
     if updated is not None:
         outcome = EndOutcome(
-            end.session_id,
+            session_id,
             found=True,
             component_name=str(updated["component_name"]),
             changed=True,
@@ -219,10 +229,10 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
     else:
         current = tx.one(
             "SELECT status, duration_seconds, component_name FROM sessions WHERE session_id = $1",
-            (end.session_id,),
+            (session_id,),
         )
         outcome = EndOutcome(
-            end.session_id,
+            session_id,
             found=current is not None,
             component_name=current["component_name"] if current else None,
             session_status=current["status"] if current else None,
@@ -230,7 +240,7 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
         )
     unchanged = "duplicate" if outcome.found else "not_found"
     logged = status.value if outcome.changed else unchanged
-    log_event(tx, received_us, "session_end", end.session_id, None, logged, end.payload)
+    log_event(tx, received_us, "session_end", session_id, None, logged, end.payload)
     return outcome
 
 

@@ -1,9 +1,15 @@
-"""The store itself, in this process (no server), on a private event loop thread."""
+"""The store itself, in this process (no server), on a private event loop thread.
+
+Opening the store can wait on another process's write lock (SQLite's busy timeout), so it
+happens on a daemon thread and every call, the open included, is bounded by `timeout`:
+a shell or hook is never held longer, and what did not make it is spooled.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import threading
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from session_buddy.client.transports.base import DEFAULT_TIMEOUT, TransportError
@@ -11,70 +17,80 @@ from session_buddy.client.transports.base import DEFAULT_TIMEOUT, TransportError
 if TYPE_CHECKING:
     import asyncio
 
+    from session_buddy.app.service import SessionService
+
 
 class LocalTransport:
-    """The store itself, in this process (no server): a private event loop thread."""
-
     def __init__(self, database_url: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.database_url = database_url
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._service: Any = None
+        self._opened: concurrent.futures.Future[SessionService] | None = None
+        self._healthy = True  # False once a call overran: closing must not wait on it
 
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
+    def _open(self) -> concurrent.futures.Future[SessionService]:
+        """The service, being opened on a daemon thread beside the loop it runs on."""
+        if self._opened is None:
             import asyncio
 
-            from session_buddy.app.service import SessionService
-            from session_buddy.core import SessionLifecycleManager
+            opened: concurrent.futures.Future[SessionService] = concurrent.futures.Future()
+            loop = self._loop = asyncio.new_event_loop()
 
-            try:
-                manager = SessionLifecycleManager(self.database_url)
-            except Exception as exc:
-                raise TransportError(f"cannot open the session store: {exc}") from exc
-            self._service = SessionService(manager)
-            loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(
-                target=loop.run_forever, name="session-buddy-local", daemon=True
-            )
-            self._thread.start()
-            self._loop = loop
-        return self._loop
+            def run() -> None:
+                from session_buddy.app.service import SessionService
+                from session_buddy.core import SessionLifecycleManager
 
-    def _run(self, make: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
-        import asyncio
+                try:
+                    opened.set_result(SessionService(SessionLifecycleManager(self.database_url)))
+                except Exception as exc:
+                    opened.set_exception(exc)
+                    return
+                loop.run_forever()
 
-        future = asyncio.run_coroutine_threadsafe(make(), self._ensure())
-        try:
-            return future.result(timeout)
-        except TimeoutError as exc:
-            raise TransportError("the session store did not answer in time") from exc
-        except Exception as exc:
-            raise TransportError(f"the session store failed: {exc}") from exc
+            threading.Thread(target=run, name="session-buddy-local", daemon=True).start()
+            self._opened = opened
+        return self._opened
 
     def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+        import time
+
         from session_buddy.app.tools import call_tool
 
-        self._ensure()
-        result: dict[str, Any] = self._run(
-            lambda: call_tool(self._service, tool, arguments), self.timeout
+        deadline = time.monotonic() + self.timeout
+        try:
+            service = self._open().result(self.timeout)
+        except concurrent.futures.TimeoutError as exc:
+            self._healthy = False
+            raise TransportError("the session store did not open in time (locked?)") from exc
+        except Exception as exc:
+            raise TransportError(f"cannot open the session store: {exc}") from exc
+        future = asyncio.run_coroutine_threadsafe(
+            call_tool(service, tool, arguments), self._loop_of()
         )
+        try:
+            result: dict[str, Any] = future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError as exc:
+            self._healthy = False
+            raise TransportError("the session store did not answer in time") from exc
         return result
 
-    def close(self) -> None:
+    def _loop_of(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
+            raise TransportError("the local transport is closed")
+        return self._loop
+
+    def close(self) -> None:
+        """Close the store (its queued writes commit) unless a call overran: then leave
+        it to the daemon threads rather than hold the shell."""
+        opened, loop = self._opened, self._loop
+        self._opened = self._loop = None
+        if opened is None or loop is None or not opened.done() or opened.exception():
             return
-        loop, self._loop = self._loop, None
-        try:
-            self._run_on(loop, self._service.manager.close())
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=2)
+        if self._healthy:
+            import asyncio
 
-    @staticmethod
-    def _run_on(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=5)
+            closing = asyncio.run_coroutine_threadsafe(opened.result().manager.close(), loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                closing.result(timeout=2)
+        loop.call_soon_threadsafe(loop.stop)
