@@ -190,7 +190,9 @@ async def test_silent_session_is_abandoned_at_last_activity_then_ended_late(
         assert stored is not None
         assert stored["status"] == "abandoned"
         assert stored["ended_at"] == "2026-02-06T13:00:00.000000Z"
-        assert stored["end_reason"] == "timeout"
+        # The evidence: when the server last heard from it (its own clock).
+        assert stored["end_reason"].startswith("timeout (no event since 20")
+        assert stored["end_reason"].endswith("Z)")
         late = await tracker.handle_session_end(
             end_event(started.session_id, "2026-02-06T14:34:56.789Z", exit_code=3)
         )
@@ -229,9 +231,11 @@ async def test_reap_abandons_local_sessions_whose_process_is_gone(
         if sid
     }
     assert states == {
-        gone.session_id: "process_gone",
+        gone.session_id: f"process_gone (pid {child.pid} exited; "
+        "last activity start at 2026-02-06T12:00:00.000000Z)",
         alive.session_id: None,
-        reused.session_id: "pid_reused",
+        reused.session_id: f"pid_reused (pid {os.getpid()} now runs a newer process; "
+        "last activity start at 2020-01-01T00:00:00.000000Z)",
         elsewhere.session_id: None,
     }
 
@@ -245,9 +249,17 @@ async def test_new_start_from_same_host_and_pid_supersedes_the_old_session(
     assert old.session_id and new.session_id and old.session_id != new.session_id
     stored_old = await manager.get_session(old.session_id)
     assert stored_old is not None
-    assert (stored_old["status"], stored_old["end_reason"]) == ("abandoned", "superseded")
+    assert (stored_old["status"], stored_old["end_reason"]) == (
+        "abandoned",
+        f"superseded by {new.session_id}",
+    )
     assert stored_old["ended_at"] == "2026-02-06T11:00:00.000000Z"
     assert stored_old["duration_seconds"] == pytest.approx(3600.0)
+    # A late heartbeat of the superseded session does not bring it back.
+    beat = await manager.heartbeat(old.session_id, "2026-02-06T12:30:00Z")
+    assert (beat.found, beat.session_status) == (True, "abandoned")
+    stored_old = await manager.get_session(old.session_id)
+    assert stored_old and stored_old["status"] == "abandoned"
     stored_new = await manager.get_session(new.session_id)
     assert stored_new and stored_new["status"] == "active"
 

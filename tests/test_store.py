@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,40 @@ async def test_a_failing_write_does_not_take_its_batch_down(tmp_path: Path) -> N
     rows = await store.read(lambda tx: tx.all("SELECT v FROM t ORDER BY v"))
     assert [r["v"] for r in rows] == [1, 2, 4]
     await store.close()
+
+
+async def test_a_version_1_database_upgrades_with_its_sessions(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from session_buddy.core.store import migrations
+
+    with monkeypatch.context() as old_code:
+        old_code.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+        old_code.setattr(migrations, "LATEST_VERSION", 1)
+        store = open_store(database_url)
+        await store.write(
+            lambda tx: tx.run(
+                "INSERT INTO sessions (session_id, event_id, component_name, shell_type, pid, "
+                "hostname, username, home, cwd, python_version, platform, status, started_us, "
+                "last_seen_us, received_us, start_metadata) VALUES ('old-20260101-000000', "
+                "'e-1', 'old', 'Shell', 42, $1, 'u', '/h', '/c', '3.11', 'Linux', 'active', "
+                "$2, $2, $2, '{}')",
+                (platform.node(), time.time_ns() // 1000),  # here and now: not stale
+            )
+        )
+        await store.close()
+    async with SessionLifecycleManager(database_url) as manager:
+        record = await manager.get_session("old-20260101-000000")
+        assert record is not None
+        assert (record["pid"], record["status"], record["activity"]) == (42, "active", None)
+        versions = await manager.store.read(
+            lambda tx: tx.all("SELECT version FROM schema_migrations ORDER BY version")
+        )
+        assert [row["version"] for row in versions] == [1, 2]
+        await manager.store.write(
+            lambda tx: tx.run(
+                "UPDATE sessions SET pid = NULL WHERE session_id = 'old-20260101-000000'"
+            )
+        )
+        assert (await manager.get_session("old-20260101-000000") or {})["pid"] is None
+        assert await manager.reap() == []  # a session without a pid is never reaped by pid

@@ -80,11 +80,15 @@ def _external_id(event: Any) -> str | None:
     return given
 
 
+def _client_id(given: Any) -> str | None:
+    return given if isinstance(given, str) and 0 < len(given) <= EXTERNAL_ID_MAX else None
+
+
 def new_session(event: SessionStartEvent) -> NewSession:
     """A validated start event as core's input. A string `metadata.external_id` is the
-    client's own session id."""
-    given = event.metadata.get("external_id")
-    external_id = given if isinstance(given, str) and 0 < len(given) <= EXTERNAL_ID_MAX else None
+    client's own session id, `metadata.parent_external_id` its parent's (a subagent's
+    Claude Code session)."""
+    metadata = event.metadata
     return NewSession(
         event_id=event.event_id.strip().lower(),
         component_name=event.component_name,
@@ -97,9 +101,10 @@ def new_session(event: SessionStartEvent) -> NewSession:
         python_version=event.environment.python_version,
         platform=event.environment.platform,
         started_us=to_micros(event.started_at),
-        start_metadata=event.metadata,
+        start_metadata=metadata,
         payload=event.model_dump_json(),
-        external_id=external_id,
+        external_id=_client_id(metadata.get("external_id")),
+        parent_external_id=_client_id(metadata.get("parent_external_id")),
     )
 
 
@@ -249,9 +254,18 @@ class SessionService:
                 outcome.component_name or "unknown", state, outcome.duration_seconds
             )
 
-    async def heartbeat(self, session_id: str, timestamp: str | None) -> dict[str, Any]:
+    async def heartbeat(
+        self,
+        session_id: str | None,
+        timestamp: str | None,
+        *,
+        activity: str | None = None,
+        external_id: str | None = None,
+    ) -> dict[str, Any]:
         try:
-            outcome = await self.manager.heartbeat(session_id, timestamp)
+            outcome = await self.manager.heartbeat(
+                session_id, timestamp, activity=activity, external_id=external_id
+            )
         except InvalidArgument as exc:
             self._rejected(exc)
             raise

@@ -145,7 +145,17 @@ async def _end(service: SessionService, arguments: dict[str, Any]) -> dict[str, 
 
 async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
     timestamp = text_argument("timestamp", arguments.get("timestamp"), max_length=64)
-    return await service.heartbeat(_session_id(arguments), timestamp)
+    external_id = text_argument("external_id", arguments.get("external_id"), max_length=200)
+    session_id = text_argument(
+        "session_id",
+        arguments.get("session_id"),
+        required=external_id is None,
+        max_length=SESSION_ID_MAX,
+    )
+    activity = text_argument("activity", arguments.get("activity"), max_length=32)
+    return await service.heartbeat(
+        session_id, timestamp, activity=activity, external_id=external_id
+    )
 
 
 async def _get_session(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +253,14 @@ TOOLS: dict[str, Tool] = {
             (
                 Argument("session_id", "string", "The session's id"),
                 Argument("timestamp", "string", "ISO 8601 time; default: now"),
+                Argument(
+                    "activity",
+                    "string",
+                    "What it does now: working, waiting_for_input, idle, failing",
+                ),
+                Argument(
+                    "external_id", "string", "Instead of session_id: the client's own session id"
+                ),
             ),
             _heartbeat,
             _echo_session_id,

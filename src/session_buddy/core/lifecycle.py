@@ -93,14 +93,31 @@ class SessionLifecycleManager:
         return await self.store.write(lambda tx: transitions.end_session(tx, end, received))
 
     async def heartbeat(
-        self, session_id: str, timestamp: str | datetime | None = None
+        self,
+        session_id: str | None,
+        timestamp: str | datetime | None = None,
+        *,
+        activity: str | None = None,
+        external_id: str | None = None,
     ) -> HeartbeatOutcome:
-        """Mark a session as alive at `timestamp` (event time; default: now)."""
+        """Mark a session as alive at `timestamp` (event time; default: now), doing
+        `activity` when given; without a session id, the latest session of `external_id`."""
+        if activity is not None and activity not in transitions.ACTIVITIES:
+            raise InvalidArgument(
+                "activity",
+                f"Invalid activity {activity!r}: use one of {', '.join(transitions.ACTIVITIES)}",
+            )
+        if session_id is None and external_id is None:
+            raise InvalidArgument("session_id", "session_id: field required (or external_id)")
         received = now_micros()
         seen = _micros(timestamp, "timestamp") or received
         payload = {"session_id": session_id, "timestamp": timestamp}
+        extras = {"activity": activity, "external_id": external_id}
+        payload |= {name: value for name, value in extras.items() if value is not None}
         return await self.store.write(
-            lambda tx: transitions.record_heartbeat(tx, session_id, seen, received, payload)
+            lambda tx: transitions.record_heartbeat(
+                tx, session_id, seen, received, payload, activity=activity, external_id=external_id
+            )
         )
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -118,6 +135,7 @@ class SessionLifecycleManager:
         hostname: str | None = None,
         username: str | None = None,
         external_id: str | None = None,
+        activity: str | None = None,
         started_after: str | datetime | None = None,
         started_before: str | datetime | None = None,
         limit: int = queries.DEFAULT_PAGE,
@@ -141,6 +159,7 @@ class SessionLifecycleManager:
             "hostname": hostname,
             "username": username,
             "external_id": external_id,
+            "activity": activity,
         }
         spec = queries.SessionFilter(
             equals={column: value for column, value in given.items() if value},
@@ -178,9 +197,9 @@ class SessionLifecycleManager:
         stale = await self.store.write(lambda tx: transitions.abandon_stale(tx, cutoff, now))
         local = await self.store.read(lambda tx: transitions.active_on_host(tx, self.hostname))
         reasons = {
-            session_id: reason
-            for session_id, pid, started_us in local
-            if (reason := why_gone(pid, started_us)) is not None
+            session.session_id: transitions.gone_reason(session, why)
+            for session in local
+            if (why := why_gone(session.pid, session.started_us)) is not None
         }
         gone = await self.store.write(lambda tx: transitions.abandon_sessions(tx, reasons, now))
         return stale + gone

@@ -14,7 +14,7 @@ from typing import Any
 from session_buddy.timestamps import format_micros
 
 GROUP_KEYS = ("component_name", "shell_type", "hostname", "username")
-FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id")
+FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id", "activity")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class SessionOrigin:
     event_id: str
     component_name: str
     shell_type: str
-    pid: int
+    pid: int | None  # None: the client could not tell which process runs the session
     hostname: str
     username: str
     cwd: str
@@ -48,6 +48,9 @@ class SessionRecord(SessionOrigin):
     end_metadata: dict[str, Any] | None
     external_id: str | None
     previous_session_id: str | None
+    parent_session_id: str | None
+    activity: str | None  # working, waiting_for_input, idle or failing, when a client says
+    activity_at: str | None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from session_buddy.core.records import SessionOrigin
 from session_buddy.core.states import classify_end, exit_code_of
 from session_buddy.core.store.base import Row, Tx
-from session_buddy.timestamps import from_micros
+from session_buddy.timestamps import format_micros, from_micros
 
 # Abandon, dated at the last activity; $1 is the end reason.
 _ABANDON = (
@@ -30,8 +30,9 @@ def _json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class NewSession(SessionOrigin):
-    """A validated start; each field but `payload` (the event as received, JSON text) is
-    the sessions column of the same name."""
+    """A validated start; each field but `payload` (the event as received, JSON text) and
+    `parent_external_id` (the client's own id of the parent session, resolved to
+    parent_session_id when stored) is the sessions column of the same name."""
 
     home: str
     started_us: int
@@ -39,9 +40,12 @@ class NewSession(SessionOrigin):
     payload: str
     external_id: str | None = None
     previous_session_id: str | None = None
+    parent_session_id: str | None = None
+    parent_external_id: str | None = None
 
 
-_NEW_COLUMNS = tuple(f.name for f in fields(NewSession) if f.name != "payload")
+_NOT_COLUMNS = ("payload", "parent_external_id")
+_NEW_COLUMNS = tuple(f.name for f in fields(NewSession) if f.name not in _NOT_COLUMNS)
 # $1 is the session id, then one placeholder per column, then the receipt time; a new
 # session was last seen when it started.
 _VALUES = {column: f"${number}" for number, column in enumerate(_NEW_COLUMNS, start=2)}
@@ -124,6 +128,10 @@ def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
         latest = _latest_external(tx, new.external_id)
         if latest is not None and latest["status"] != "active":
             new = replace(new, previous_session_id=str(latest["session_id"]))
+    if new.parent_external_id is not None:
+        parent = _latest_external(tx, new.parent_external_id)
+        if parent is not None:
+            new = replace(new, parent_session_id=str(parent["session_id"]))
     session_id, created = _insert_with_unique_id(tx, new, received_us)
     if created:
         _supersede_same_process(tx, new, session_id, received_us)
@@ -159,14 +167,17 @@ def _active_external(tx: Tx, external_id: str | None) -> str | None:
 
 def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
     """A new start from the same (hostname, pid) means the previous session is gone."""
+    if new.pid is None:
+        return
+    reason = f"superseded by {session_id}"
     superseded = tx.all(
         f"UPDATE sessions SET {_ABANDON} "
         "WHERE hostname = $2 AND pid = $3 AND status = 'active' AND started_us <= $4 "
         "AND session_id <> $5 RETURNING session_id",
-        ("superseded", new.hostname, new.pid, new.started_us, session_id),
+        (reason, new.hostname, new.pid, new.started_us, session_id),
     )
     for row in superseded:
-        log_event(tx, received_us, "reap", row["session_id"], None, "abandoned", '"superseded"')
+        log_event(tx, received_us, "reap", row["session_id"], None, "abandoned", _json(reason))
 
 
 def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[str, bool]:
@@ -244,23 +255,45 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
     return outcome
 
 
+ACTIVITIES = ("working", "waiting_for_input", "idle", "failing")
+
+
 def record_heartbeat(
-    tx: Tx, session_id: str, seen_us: int, received_us: int, payload: dict[str, Any]
+    tx: Tx,
+    session_id: str | None,
+    seen_us: int,
+    received_us: int,
+    payload: dict[str, Any],
+    *,
+    activity: str | None = None,
+    external_id: str | None = None,
 ) -> HeartbeatOutcome:
-    """Refresh an active session; a heartbeat also revives an abandoned one."""
-    row = tx.one(
-        "UPDATE sessions SET status = 'active', ended_us = NULL, duration_seconds = NULL, "
-        "end_reason = NULL, received_us = $1, "
-        "last_seen_us = CASE WHEN $2 > last_seen_us THEN $2 ELSE last_seen_us END "
-        "WHERE session_id = $3 AND status IN ('active', 'abandoned') RETURNING status",
-        (received_us, seen_us, session_id),
-    )
-    if row is None:
+    """Refresh an active session, and set what it is doing (`activity`) when given.
+    Without a session id, the heartbeat is for the latest session of `external_id`. It
+    revives a session abandoned for silence, never one abandoned for another reason."""
+    if session_id is None and external_id is not None:
+        latest = _latest_external(tx, external_id)
+        session_id = str(latest["session_id"]) if latest else None
+    row = None
+    if session_id is not None:
+        row = tx.one(
+            "UPDATE sessions SET status = 'active', ended_us = NULL, duration_seconds = NULL, "
+            "end_reason = NULL, received_us = $1, "
+            "last_seen_us = CASE WHEN $2 > last_seen_us THEN $2 ELSE last_seen_us END, "
+            "activity = COALESCE($4, activity), "
+            "activity_us = CASE WHEN $4 IS NULL THEN activity_us ELSE $2 END "
+            "WHERE session_id = $3 AND (status = 'active' "
+            "OR (status = 'abandoned' AND end_reason LIKE 'timeout%')) RETURNING status",
+            (received_us, seen_us, session_id, activity),
+        )
+    current = None
+    if row is None and session_id is not None:
         current = tx.one("SELECT status FROM sessions WHERE session_id = $1", (session_id,))
-        status = str(current["status"]) if current else None
-        outcome = HeartbeatOutcome(session_id, current is not None, status)
+    if row is not None:
+        outcome = HeartbeatOutcome(str(session_id), True, "active")
     else:
-        outcome = HeartbeatOutcome(session_id, True, "active")
+        status = str(current["status"]) if current else None
+        outcome = HeartbeatOutcome(session_id or "", current is not None, status)
     log_event(
         tx,
         received_us,
@@ -276,24 +309,51 @@ def record_heartbeat(
 def abandon_stale(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
     """Abandon active sessions not heard from (server clock) since `cutoff_us`."""
     rows = tx.all(
-        f"UPDATE sessions SET {_ABANDON} "
-        "WHERE status = 'active' AND received_us < $2 RETURNING session_id",
-        ("timeout", cutoff_us),
+        "SELECT session_id, received_us FROM sessions WHERE status = 'active' AND received_us < $1",
+        (cutoff_us,),
     )
-    ids = [str(row["session_id"]) for row in rows]
-    for session_id in ids:
-        log_event(tx, now_us, "reap", session_id, None, "abandoned", '"timeout"')
-    return ids
+    reasons = {
+        str(row["session_id"]): f"timeout (no event since {format_micros(row['received_us'])})"
+        for row in rows
+    }
+    return abandon_sessions(tx, reasons, now_us)
 
 
-def active_on_host(tx: Tx, hostname: str) -> list[tuple[str, int, int]]:
-    """(session_id, pid, started_us) of every active session on one host."""
+@dataclass(frozen=True)
+class LocalSession:
+    """An active session of this host, with what the reaper needs to judge it."""
+
+    session_id: str
+    pid: int
+    started_us: int
+    last_activity: str
+    last_activity_us: int
+
+
+def active_on_host(tx: Tx, hostname: str) -> list[LocalSession]:
+    """Every active session on one host whose pid is known."""
     rows = tx.all(
-        "SELECT session_id, pid, started_us FROM sessions "
-        "WHERE hostname = $1 AND status = 'active'",
+        "SELECT session_id, pid, started_us, activity, activity_us, last_seen_us FROM sessions "
+        "WHERE hostname = $1 AND status = 'active' AND pid IS NOT NULL",
         (hostname,),
     )
-    return [(str(r["session_id"]), int(r["pid"]), int(r["started_us"])) for r in rows]
+    return [
+        LocalSession(
+            str(r["session_id"]),
+            int(r["pid"]),
+            int(r["started_us"]),
+            str(r["activity"] or "start"),
+            int(r["activity_us"] or r["last_seen_us"]),
+        )
+        for r in rows
+    ]
+
+
+def gone_reason(session: LocalSession, why: str) -> str:
+    """The end reason of a session whose process is gone or reused, with its evidence."""
+    fate = "exited" if why == "process_gone" else "now runs a newer process"
+    last = f"last activity {session.last_activity} at {format_micros(session.last_activity_us)}"
+    return f"{why} (pid {session.pid} {fate}; {last})"
 
 
 def abandon_sessions(tx: Tx, reasons: dict[str, str], now_us: int) -> list[str]:
@@ -304,6 +364,6 @@ def abandon_sessions(tx: Tx, reasons: dict[str, str], now_us: int) -> list[str]:
             f"UPDATE sessions SET {_ABANDON} WHERE session_id = $2 AND status = 'active'",
             (reason, session_id),
         ):
-            log_event(tx, now_us, "reap", session_id, None, "abandoned", f'"{reason}"')
+            log_event(tx, now_us, "reap", session_id, None, "abandoned", _json(reason))
             abandoned.append(session_id)
     return abandoned

@@ -16,6 +16,11 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    # Where an engine needs other statements than `statements` (by dialect).
+    dialects: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def statements_for(self, dialect: str) -> tuple[str, ...]:
+        return dict(self.dialects).get(dialect, self.statements)
 
 
 # `{id}` becomes the engine's auto-increment primary key column type, `{states}` the
@@ -86,6 +91,43 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+_V1 = MIGRATIONS[0].statements
+_V1_INDEXES = tuple(statement for statement in _V1 if " INDEX " in statement)
+_V2_COLUMNS = ("activity TEXT", "activity_us BIGINT", "parent_session_id TEXT")
+_V2_INDEX = "CREATE INDEX sessions_by_activity ON sessions (activity, started_us, session_id)"
+
+
+def _sqlite_v2() -> tuple[str, ...]:
+    """SQLite cannot drop NOT NULL in place: copy the sessions into a table made from
+    version 1's own definition, pid nullable and the new columns added, then rebuild
+    version 1's indexes on it."""
+    [create] = [statement for statement in _V1 if statement.startswith("CREATE TABLE sessions")]
+    create = create.replace("CREATE TABLE sessions", "CREATE TABLE sessions_v2", 1)
+    create = create.replace("pid INTEGER NOT NULL", "pid INTEGER", 1)
+    create = create.rstrip()[:-1].rstrip() + ",\n" + ",\n".join(_V2_COLUMNS) + "\n)"
+    return (
+        create,
+        "INSERT INTO sessions_v2 SELECT *, NULL, NULL, NULL FROM sessions",
+        "DROP TABLE sessions",
+        "ALTER TABLE sessions_v2 RENAME TO sessions",
+        *_V1_INDEXES,
+        _V2_INDEX,
+    )
+
+
+MIGRATIONS += (
+    Migration(
+        2,
+        "activity, parent sessions, sessions without a known pid",
+        (
+            "ALTER TABLE sessions ALTER COLUMN pid DROP NOT NULL",
+            *(f"ALTER TABLE sessions ADD COLUMN {column}" for column in _V2_COLUMNS),
+            _V2_INDEX,
+        ),
+        dialects=(("sqlite", _sqlite_v2()),),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -121,7 +163,7 @@ def apply_pending(tx: Tx, now_us: int) -> list[int]:
     for migration in MIGRATIONS:
         if migration.version <= version:
             continue
-        for statement in migration.statements:
+        for statement in migration.statements_for(tx.dialect):
             tx.run(statement.replace("{id}", _ID_COLUMN[tx.dialect]).replace("{states}", _STATES))
         tx.run(
             "INSERT INTO schema_migrations (version, name, applied_us) VALUES ($1, $2, $3)",
