@@ -246,3 +246,115 @@ async def test_a_locked_store_does_not_hold_the_hook(tmp_path: Path) -> None:
     )
     assert flushed.returncode == 0, flushed.stderr
     assert {s["external_id"] for s in await sessions(tmp_path)} == {"warm-up", CLAUDE_ID}
+
+
+PROMPT = "please refactor the secret-sauce module"  # must never be stored
+
+
+def conversation(claude_id: str = CLAUDE_ID) -> list[dict[str, Any]]:
+    """A real-shaped Claude Code session, after its SessionStart."""
+    return [
+        payload("UserPromptSubmit", claude_id, prompt=PROMPT),
+        payload(
+            "Notification",
+            claude_id,
+            message="Claude needs your permission to use Bash",
+            notification_type="permission_prompt",
+        ),
+        payload("SubagentStart", claude_id, agent_id="agent-7f3a", agent_type="Explore"),
+        payload(
+            "SubagentStop",
+            claude_id,
+            agent_id="agent-7f3a",
+            agent_type="Explore",
+            agent_transcript_path="/home/dev/.claude/agent-7f3a.jsonl",
+            stop_hook_active="false",
+        ),
+        payload("Stop", claude_id, stop_hook_active="false"),
+    ]
+
+
+async def claude_sessions(tmp_path: Path) -> list[dict[str, Any]]:
+    """The sessions of Claude session CLAUDE_ID (not its subagents), oldest first."""
+    return [s for s in await sessions(tmp_path) if s["external_id"] == CLAUDE_ID]
+
+
+async def check_conversation(database_url: str) -> dict[str, Any]:
+    """What the conversation above must have left: the Claude session idle, its
+    subagent a linked, ended child; no prompt anywhere. Returns the Claude session."""
+    async with SessionLifecycleManager(database_url) as manager:
+        [claude] = (await manager.list_sessions(external_id=CLAUDE_ID))["sessions"]
+        [child] = (await manager.list_sessions(external_id="agent-7f3a"))["sessions"]
+        idle = await manager.list_sessions(activity="idle")
+        log = await manager.store.read(lambda tx: tx.all("SELECT payload FROM events"))
+    assert (claude["status"], claude["activity"]) == ("active", "idle")
+    assert claude["activity_at"] is not None
+    assert [s["session_id"] for s in idle["sessions"]] == [claude["session_id"]]
+    assert (child["shell_type"], child["parent_session_id"]) == (
+        "ClaudeCodeSubagent",
+        claude["session_id"],
+    )
+    assert (child["status"], child["end_reason"]) == ("ended", "subagent_stop")
+    assert child["start_metadata"]["agent_type"] == "Explore"
+    assert all(PROMPT not in str(row["payload"]) for row in log)
+    return claude
+
+
+async def test_a_claude_session_live_through_the_command_hook(tmp_path: Path) -> None:
+    start = payload(
+        "SessionStart", source="startup", model="claude-opus-4-1", permission_mode="default"
+    )
+    _, said = hook(tmp_path, start)
+    assert said.startswith("tracked claude-code-")
+    for body in conversation():
+        _, said = hook(tmp_path, body)
+        assert "not recorded" not in said and "no session" not in said, said
+    claude = await check_conversation(f"sqlite:///{tmp_path / 'claude.db'}")
+    assert claude["start_metadata"] == {
+        "external_id": CLAUDE_ID,
+        "source": "startup",
+        "transcript_path": f"/home/dev/.claude/projects/-srv-app/{CLAUDE_ID}.jsonl",
+        "model": "claude-opus-4-1",
+        "permission_mode": "default",
+    }
+    _, said = hook(tmp_path, payload("StopFailure", error="rate_limit"))
+    assert said.startswith("failing: ")
+    [claude] = await claude_sessions(tmp_path)
+    assert claude["activity"] == "failing"
+    _, said = hook(tmp_path, payload("SessionEnd", reason="prompt_input_exit"))
+    [claude] = await claude_sessions(tmp_path)
+    assert (claude["status"], claude["end_reason"]) == ("ended", "prompt_input_exit")
+    _, said = hook(tmp_path, payload("SessionStart", source="fork"))  # links like resume
+    ended, forked = await claude_sessions(tmp_path)
+    assert forked["previous_session_id"] == ended["session_id"]
+
+
+async def test_claude_http_hooks_with_a_write_only_token(tmp_path: Path) -> None:
+    import httpx2
+
+    secret = "claude-http-hook-secret"
+    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
+    env = server_env(database_url, SESSION_BUDDY_SECRET=secret)
+    token = subprocess.run(
+        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
+        # SessionStart is a command hook in Claude Code; the rest can be HTTP hooks.
+        options = ("--server-url", f"{base}/mcp", "--token", token)
+        hook(tmp_path, payload("SessionStart", source="startup"), *options)
+        url = f"{base}/hooks/claude-code"
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx2.post(url, json=conversation()[0]).status_code == 401
+        for body in conversation():
+            answer = httpx2.post(url, json=body, headers=auth)
+            assert (answer.status_code, answer.json()) == (200, {})
+        await check_conversation(database_url)
+        assert httpx2.post(url, content=b"{oops", headers=auth).status_code == 400
+        end = payload("SessionEnd", reason="logout")
+        assert httpx2.post(url, json=end, headers=auth).json() == {}
+    [claude] = await claude_sessions(tmp_path)
+    assert (claude["status"], claude["end_reason"]) == ("ended", "logout")

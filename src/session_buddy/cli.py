@@ -631,17 +631,21 @@ def hook() -> None:
 @hook.command("claude-code")
 @transport_options(timeout=0.4)
 def hook_claude_code(target: Target) -> None:
-    """Record a Claude Code SessionStart/SessionEnd hook payload read from stdin.
+    """Record a Claude Code hook payload read from stdin: SessionStart, SessionEnd, the
+    activity events (UserPromptSubmit, Stop, StopFailure, Notification, Pre/PostCompact)
+    and subagents (SubagentStart, SubagentStop).
 
-    Always exits 0 (Claude Code must never be held up); problems go to stderr.
+    Always exits 0 (Claude Code must never be held up); what happened goes to stderr.
     """
-    from session_buddy.client import claude_code
+    from session_buddy.app import claude_code
+    from session_buddy.client.claude_code import record
 
     try:
         payload = claude_code.parse_payload(
             sys.stdin.buffer.read(claude_code.MAX_PAYLOAD_BYTES + 1)
         )
+        step = claude_code.step(payload)
         with courier_for(target) as courier:
-            click.echo(claude_code.record(payload, courier), err=True)
+            click.echo(record(step, courier), err=True)
     except Exception as exc:
         click.echo(f"session-buddy hook: {exc}", err=True)

@@ -80,3 +80,8 @@ def format_micros(micros: int | None) -> str | None:
 
 def now_micros() -> int:
     return time.time_ns() // 1000
+
+
+def now_iso() -> str:
+    """The current instant as ISO 8601 UTC text (microseconds, `Z`)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -122,12 +122,13 @@ class SessionService:
         self.metrics = metrics  # None: nothing to serve them from (library, CLI)
         self.logger = logger or logging.getLogger(__name__)
 
-    def authorize(self, caller: Caller, scope: str) -> None:
-        """Raise AuthError unless the caller may use `scope` (always may without a secret)."""
+    def authorize(self, caller: Caller, scope: str) -> dict[str, Any]:
+        """The caller's claims if it may use `scope` (none needed without a secret), else
+        AuthError."""
         if self.authority is None:
-            return
+            return {}
         try:
-            self.authority.authorize(caller, scope)
+            return self.authority.authorize(caller, scope)
         except AuthError as exc:
             self._reject(exc.code)
             raise
@@ -261,10 +262,11 @@ class SessionService:
         *,
         activity: str | None = None,
         external_id: str | None = None,
+        detail: str | None = None,
     ) -> dict[str, Any]:
         try:
             outcome = await self.manager.heartbeat(
-                session_id, timestamp, activity=activity, external_id=external_id
+                session_id, timestamp, activity=activity, external_id=external_id, detail=detail
             )
         except InvalidArgument as exc:
             self._rejected(exc)

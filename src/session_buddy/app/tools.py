@@ -153,8 +153,9 @@ async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict
         max_length=SESSION_ID_MAX,
     )
     activity = text_argument("activity", arguments.get("activity"), max_length=32)
+    detail = text_argument("detail", arguments.get("detail"), max_length=200)
     return await service.heartbeat(
-        session_id, timestamp, activity=activity, external_id=external_id
+        session_id, timestamp, activity=activity, external_id=external_id, detail=detail
     )
 
 
@@ -261,6 +262,7 @@ TOOLS: dict[str, Tool] = {
                 Argument(
                     "external_id", "string", "Instead of session_id: the client's own session id"
                 ),
+                Argument("detail", "string", "A word on the activity, e.g. the error of a failure"),
             ),
             _heartbeat,
             _echo_session_id,

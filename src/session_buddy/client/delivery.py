@@ -154,12 +154,15 @@ class Courier:
 
     def heartbeat(self, session_id: str, timestamp: str) -> bool:
         """Best effort: a missed heartbeat is not worth spooling."""
-        tried = self._call(
-            "track_session_heartbeat", {"session_id": session_id, "timestamp": timestamp}
-        )
+        beat = self.beat({"session_id": session_id, "timestamp": timestamp})
+        return beat.outcome is Outcome.DELIVERED
+
+    def beat(self, arguments: dict[str, Any]) -> Attempt:
+        """A heartbeat with any of its arguments (activity, external_id, ...), not spooled."""
+        tried = self._call("track_session_heartbeat", arguments)
         if tried.outcome is Outcome.CREDENTIALS:
             self._credentials(tried.reason)
-        return tried.outcome is Outcome.DELIVERED
+        return tried
 
     def _waiting(self) -> int:
         """Records of this destination still waiting; 0 when the spool cannot be read

@@ -6,13 +6,13 @@ import getpass
 import os
 import platform
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from session_buddy.timestamps import now_iso
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+UNKNOWN_PID = 0
+__all__ = ["UNKNOWN_PID", "end_event", "now_iso", "start_event"]
 
 
 def _safe(call: Any, fallback: str) -> str:
@@ -29,16 +29,18 @@ def start_event(
     pid: int | None = None,
     cwd: str | None = None,
     metadata: dict[str, Any] | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
-    """A session_start event describing this process (or `pid`, e.g. a parent shell)."""
+    """A session_start event describing this process, or `pid` (e.g. a parent shell;
+    `UNKNOWN_PID` when the caller cannot tell)."""
     return {
         "event_version": "1.0",
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "event_type": "session_start",
         "component_name": component_name,
         "shell_type": shell_type[:100],
         "timestamp": now_iso(),
-        "pid": pid or os.getpid(),
+        "pid": None if pid == UNKNOWN_PID else pid or os.getpid(),
         "user": {
             "username": _safe(getpass.getuser, "unknown")[:100],
             "home": _safe(Path.home, "")[:500],

@@ -99,9 +99,11 @@ class SessionLifecycleManager:
         *,
         activity: str | None = None,
         external_id: str | None = None,
+        detail: str | None = None,
     ) -> HeartbeatOutcome:
         """Mark a session as alive at `timestamp` (event time; default: now), doing
-        `activity` when given; without a session id, the latest session of `external_id`."""
+        `activity` when given (`detail`, e.g. an error, goes to the event log); without a
+        session id, the latest session of `external_id`."""
         if activity is not None and activity not in transitions.ACTIVITIES:
             raise InvalidArgument(
                 "activity",
@@ -112,7 +114,7 @@ class SessionLifecycleManager:
         received = now_micros()
         seen = _micros(timestamp, "timestamp") or received
         payload = {"session_id": session_id, "timestamp": timestamp}
-        extras = {"activity": activity, "external_id": external_id}
+        extras = {"activity": activity, "external_id": external_id, "detail": detail}
         payload |= {name: value for name, value in extras.items() if value is not None}
         return await self.store.write(
             lambda tx: transitions.record_heartbeat(

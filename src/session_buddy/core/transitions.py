@@ -166,8 +166,9 @@ def _active_external(tx: Tx, external_id: str | None) -> str | None:
 
 
 def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
-    """A new start from the same (hostname, pid) means the previous session is gone."""
-    if new.pid is None:
+    """A new start from the same (hostname, pid) means the previous session is gone;
+    not for a child session (a subagent runs in its parent's process)."""
+    if new.pid is None or new.parent_external_id is not None:
         return
     reason = f"superseded by {session_id}"
     superseded = tx.all(

@@ -192,7 +192,9 @@ class SessionStartEvent(_Event):
     )
     shell_type: str = Field(..., max_length=100, description="Shell class, e.g. 'IPythonShell'")
     timestamp: str = Field(..., max_length=64, description="ISO 8601 start time")
-    pid: int = Field(..., ge=1, le=4194304, description="Process id")
+    pid: int | None = Field(
+        ..., ge=1, le=4194304, description="Process id; null when the client cannot tell"
+    )
     user: UserInfo = Field(..., description="{username, home}")
     hostname: str = Field(..., max_length=255, description="Host the shell runs on")
     environment: EnvironmentInfo = Field(..., description="{python_version, platform, cwd}")

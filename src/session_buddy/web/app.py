@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 
 from session_buddy.app.metrics import CONTENT_TYPE
 from session_buddy.app.service import SessionService
+from session_buddy.web.hooks import CLAUDE_HOOK_PATH, answer_claude_hook
 from session_buddy.web.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
@@ -45,6 +46,10 @@ def build_http_app(
     async def healthz(request: Request) -> Response:
         health = await service.health()
         return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
+
+    @server.custom_route(CLAUDE_HOOK_PATH, methods=["POST"])  # type: ignore[untyped-decorator]
+    async def claude_code_hook(request: Request) -> Response:
+        return await answer_claude_hook(service, request)
 
     @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
     async def metrics(request: Request) -> Response:

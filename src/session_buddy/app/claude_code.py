@@ -1,0 +1,131 @@
+"""What each Claude Code hook event means for its session, the same for the command hook
+and for `POST /hooks/claude-code`.
+
+Claude's own session id is the session's external id. SessionStart starts (or, for a
+running Claude session, repeats) a session; SessionEnd ends the latest session of that
+Claude id, active or abandoned; the activity events are heartbeats that say what the
+session is doing; SubagentStart/SubagentStop open and end child sessions, whose external
+id is the agent id. Prompts and messages are never kept: only the fields named here.
+Standard library only: the command hook imports it on every call.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+COMPONENT = "claude-code"
+SHELL_TYPE = "ClaudeCode"
+SUBAGENT_SHELL_TYPE = "ClaudeCodeSubagent"
+MAX_PAYLOAD_BYTES = 1024 * 1024
+ID_MAX = 200
+# Notification types that mean Claude Code waits for the person.
+WAITING = {"permission_prompt", "idle_prompt", "elicitation_dialog", "agent_needs_input"}
+ACTIVITY_OF = {
+    "UserPromptSubmit": "working",
+    "Stop": "idle",
+    "StopFailure": "failing",
+    "PreCompact": "working",
+    "PostCompact": "working",
+}
+HANDLED = (
+    "SessionStart",
+    "SessionEnd",
+    *ACTIVITY_OF,
+    "Notification",
+    "SubagentStart",
+    "SubagentStop",
+)
+START_KEPT = ("source", "transcript_path", "model", "permission_mode")
+# Subagent starts are named by their agent id, so a repeated hook call is one event.
+_SUBAGENT_EVENTS = uuid.UUID("6f1d2c3b-5a4e-4f60-9b8a-7c6d5e4f3a2b")
+
+
+class HookPayloadError(ValueError):
+    """The hook input is not a Claude Code hook payload session-buddy handles."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one hook call does: `start` (with the start's metadata), `end` or `beat`."""
+
+    kind: str
+    external_id: str
+    shell_type: str = SHELL_TYPE
+    noun: str = "Claude session"  # what the external id names, for people
+    metadata: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None  # fixed for subagent starts, else a fresh one
+    exit_reason: str | None = None
+    activity: str | None = None
+    detail: str | None = None
+    cwd: str | None = None
+
+
+def parse_payload(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise HookPayloadError(f"payload is {len(raw)} bytes (at most {MAX_PAYLOAD_BYTES})")
+    try:
+        payload = json.loads(raw or b"null")
+    except ValueError as exc:
+        raise HookPayloadError(f"payload is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise HookPayloadError("payload must be a JSON object")
+    event = payload.get("hook_event_name")
+    if event not in HANDLED:
+        raise HookPayloadError(
+            f"hook_event_name {event!r} is not handled (use one of {', '.join(HANDLED)})"
+        )
+    _identifier(payload, "session_id")
+    return payload
+
+
+def _identifier(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX:
+        raise HookPayloadError(f"{key} must be a non-empty string of at most {ID_MAX} characters")
+    return value
+
+
+def _clipped(payload: dict[str, Any], key: str, limit: int = 500) -> str | None:
+    """A string field of the payload cut to `limit` characters (hook input is never
+    refused for its length)."""
+    value = payload.get(key)
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def step(payload: dict[str, Any]) -> Step:
+    """What a parsed hook payload does to its session."""
+    event = payload["hook_event_name"]
+    claude_id = payload["session_id"]
+    if event == "SessionStart":
+        kept = {key: _clipped(payload, key) for key in START_KEPT}
+        kept["source"] = kept["source"] or "startup"
+        metadata = {"external_id": claude_id} | {k: v for k, v in kept.items() if v}
+        return Step("start", claude_id, metadata=metadata, cwd=_clipped(payload, "cwd"))
+    if event == "SessionEnd":
+        return Step("end", claude_id, exit_reason=_clipped(payload, "reason", 200) or "other")
+    if event == "SubagentStart":
+        agent_id = _identifier(payload, "agent_id")
+        metadata = {"external_id": agent_id, "parent_external_id": claude_id}
+        if agent_type := _clipped(payload, "agent_type", 100):
+            metadata["agent_type"] = agent_type
+        event_id = str(uuid.uuid5(_SUBAGENT_EVENTS, f"{claude_id}/{agent_id}"))
+        return Step(
+            "start",
+            agent_id,
+            SUBAGENT_SHELL_TYPE,
+            "subagent",
+            metadata=metadata,
+            event_id=event_id,
+            cwd=_clipped(payload, "cwd"),
+        )
+    if event == "SubagentStop":
+        agent_id = _identifier(payload, "agent_id")
+        return Step("end", agent_id, noun="subagent", exit_reason="subagent_stop")
+    if event == "Notification":
+        waiting = payload.get("notification_type") in WAITING
+        return Step("beat", claude_id, activity="waiting_for_input" if waiting else None)
+    detail = _clipped(payload, "error", 200) if event == "StopFailure" else None
+    return Step("beat", claude_id, activity=ACTIVITY_OF[event], detail=detail)
