@@ -31,4 +31,5 @@ bench: install
 	$(BIN)/python benchmarks/bench_scaleout.py
 	$(BIN)/python benchmarks/bench_emitter.py
 	$(BIN)/python benchmarks/bench_spool.py
+	$(BIN)/python benchmarks/bench_claude_hook.py
 	$(BIN)/python benchmarks/bench_queries.py

@@ -358,3 +358,19 @@ async def test_claude_http_hooks_with_a_write_only_token(tmp_path: Path) -> None
         assert httpx2.post(url, json=end, headers=auth).json() == {}
     [claude] = await claude_sessions(tmp_path)
     assert (claude["status"], claude["end_reason"]) == ("ended", "logout")
+
+
+def test_a_hung_server_cannot_hold_the_hook(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers: every hook call still
+    returns within Claude Code's budget, and the start and end are kept."""
+    import socket
+
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(16)
+        url = f"http://127.0.0.1:{black_hole.getsockname()[1]}/mcp"
+        for body in (payload("SessionStart"), payload("Stop"), payload("SessionEnd")):
+            took, said = hook(tmp_path, body, "--server-url", url)
+            assert took < 1.5, f"{body['hook_event_name']} took {took:.2f} s"
+            assert "tracked" not in said and "ended" not in said  # it says the truth
+    assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["start", "end_external"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 from session_buddy import __version__
 from session_buddy.config import Settings
 from session_buddy.core.records import GROUP_KEYS, StatsGroup
-from session_buddy.core.states import SessionStatus
+from session_buddy.core.states import ACTIVITIES, SessionStatus
 
 T = TypeVar("T")
 
@@ -42,6 +41,8 @@ def run_with_service(
     database_url: str | None, action: Callable[[SessionService], Awaitable[T]]
 ) -> T:
     """Open the store, run one async action on the service, close the store."""
+    import asyncio
+
     from session_buddy.app.service import SessionService
     from session_buddy.core import SessionLifecycleManager
 
@@ -121,6 +122,8 @@ def serve_command(
     stateless: bool,
 ) -> None:
     """Run the MCP server (stdio by default, --http for streamable HTTP on /mcp)."""
+    import asyncio
+
     from session_buddy.runner import configure_logging, serve_http, serve_stdio
 
     settings = Settings.from_environment().with_flags(database_url=database_url)
@@ -188,6 +191,10 @@ def sessions() -> None:
 @click.option("--shell-type")
 @click.option("--hostname")
 @click.option("--username")
+@click.option("--external-id", help="The client's own session id (e.g. Claude Code's).")
+@click.option(
+    "--activity", type=click.Choice(ACTIVITIES), help="What active sessions are doing now."
+)
 @click.option("--since", "started_after", help="Started at or after this ISO 8601 time.")
 @click.option("--until", "started_before", help="Started before this ISO 8601 time.")
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
@@ -204,13 +211,14 @@ def list_command(database_url: str | None, as_json: bool, active: bool, **filter
 
     table = Table("session id", "status", "shell", "host", "user", "pid", "started", "duration s")
     for s in page["sessions"]:
+        activity = f" ({s['activity']})" if s["status"] == "active" and s["activity"] else ""
         table.add_row(
             s["session_id"],
-            s["status"],
+            s["status"] + activity,
             s["shell_type"],
             s["hostname"],
             s["username"],
-            str(s["pid"]),
+            _fmt(s["pid"]),
             s["started_at"],
             _fmt(s["duration_seconds"]),
         )
@@ -295,6 +303,8 @@ def db() -> None:
 @database_url_option
 def upgrade_command(database_url: str | None) -> None:
     """Apply pending schema migrations (opening the store does this too)."""
+    import asyncio
+
     from session_buddy.core.store import open_store
 
     settings = Settings.from_environment().with_flags(database_url=database_url)

@@ -1,11 +1,31 @@
 """Session lifecycle: states, transitions, queries and the stores behind them.
 
 Core takes its own plain inputs (`NewSession`, `SessionEnd`) and knows nothing of the
-wire format, MCP, HTTP or the command line.
+wire format, MCP, HTTP or the command line. Its names load on first use, so that a
+module of core (the record fields, the states) can be imported without the stores.
 """
 
-from session_buddy.core.lifecycle import SessionLifecycleManager
-from session_buddy.core.states import SessionStatus
-from session_buddy.core.transitions import NewSession, SessionEnd
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from session_buddy.core.lifecycle import SessionLifecycleManager
+    from session_buddy.core.states import SessionStatus
+    from session_buddy.core.transitions import NewSession, SessionEnd
 
 __all__ = ["NewSession", "SessionEnd", "SessionLifecycleManager", "SessionStatus"]
+_HOMES = {
+    "SessionLifecycleManager": "session_buddy.core.lifecycle",
+    "SessionStatus": "session_buddy.core.states",
+    "NewSession": "session_buddy.core.transitions",
+    "SessionEnd": "session_buddy.core.transitions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_HOMES[name]), name)

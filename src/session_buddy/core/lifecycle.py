@@ -10,6 +10,7 @@ from typing import Any, Self
 from session_buddy.config import Settings
 from session_buddy.core import queries, transitions
 from session_buddy.core.errors import InvalidArgument
+from session_buddy.core.states import ACTIVITIES
 from session_buddy.core.store import Store, open_store
 from session_buddy.core.transitions import (
     EndOutcome,
@@ -104,10 +105,10 @@ class SessionLifecycleManager:
         """Mark a session as alive at `timestamp` (event time; default: now), doing
         `activity` when given (`detail`, e.g. an error, goes to the event log); without a
         session id, the latest session of `external_id`."""
-        if activity is not None and activity not in transitions.ACTIVITIES:
+        if activity is not None and activity not in ACTIVITIES:
             raise InvalidArgument(
                 "activity",
-                f"Invalid activity {activity!r}: use one of {', '.join(transitions.ACTIVITIES)}",
+                f"Invalid activity {activity!r}: use one of {', '.join(ACTIVITIES)}",
             )
         if session_id is None and external_id is None:
             raise InvalidArgument("session_id", "session_id: field required (or external_id)")

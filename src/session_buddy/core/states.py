@@ -13,6 +13,10 @@ class SessionStatus(StrEnum):
     ABANDONED = "abandoned"
 
 
+# What an active session is doing, when its client says (Claude Code's hooks do).
+ACTIVITIES = ("working", "waiting_for_input", "idle", "failing")
+
+
 # exit_reason values (or prefixes, e.g. "signal:SIGTERM", "exception_raised") that mean the
 # process did not exit cleanly. Unknown reasons are kept and count as a clean exit.
 ABNORMAL_REASONS = (

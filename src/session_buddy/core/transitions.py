@@ -256,9 +256,6 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
     return outcome
 
 
-ACTIVITIES = ("working", "waiting_for_input", "idle", "failing")
-
-
 def record_heartbeat(
     tx: Tx,
     session_id: str | None,
