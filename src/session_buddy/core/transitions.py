@@ -348,10 +348,12 @@ def active_on_host(tx: Tx, hostname: str) -> list[LocalSession]:
 
 
 def gone_reason(session: LocalSession, why: str) -> str:
-    """The end reason of a session whose process is gone or reused, with its evidence."""
-    fate = "exited" if why == "process_gone" else "now runs a newer process"
+    """The end reason of a session whose process is gone (with its evidence, DESIGN §3)
+    or whose pid now belongs to a newer process (`pid_reused`)."""
+    if why != "process_gone":
+        return why
     last = f"last activity {session.last_activity} at {format_micros(session.last_activity_us)}"
-    return f"{why} (pid {session.pid} {fate}; {last})"
+    return f"process_gone (pid {session.pid} exited; {last})"
 
 
 def abandon_sessions(tx: Tx, reasons: dict[str, str], now_us: int) -> list[str]:
