@@ -156,3 +156,20 @@ async def test_a_version_1_database_upgrades_with_its_sessions(
         )
         assert (await manager.get_session("old-20260101-000000") or {})["pid"] is None
         assert await manager.reap() == []  # a session without a pid is never reaped by pid
+
+
+async def test_the_activity_filter_reads_its_partial_index(tmp_path: Path) -> None:
+    """Sessions without an activity (most of them) cost that index nothing on insert,
+    and list_sessions(activity=...) still reads it."""
+    from session_buddy.core.records import RECORD_COLUMNS
+
+    store = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
+    plan = await store.read(
+        lambda tx: tx.all(
+            f"EXPLAIN QUERY PLAN SELECT {RECORD_COLUMNS} FROM sessions WHERE activity = $1 "
+            "ORDER BY started_us DESC, session_id DESC LIMIT 51",
+            ("idle",),
+        )
+    )
+    await store.close()
+    assert any("USING INDEX sessions_by_activity" in row["detail"] for row in plan)
