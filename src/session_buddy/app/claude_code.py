@@ -62,6 +62,16 @@ class Step:
     detail: str | None = None
     cwd: str | None = None
 
+    @property
+    def subject(self) -> str:
+        return f"{self.noun} {self.external_id}"
+
+    def beat_arguments(self, timestamp: str) -> dict[str, Any]:
+        """track_session_heartbeat's arguments for a `beat` step."""
+        given = {"activity": self.activity, "detail": self.detail}
+        known = {name: value for name, value in given.items() if value is not None}
+        return {"external_id": self.external_id, "timestamp": timestamp} | known
+
 
 def parse_payload(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_PAYLOAD_BYTES:

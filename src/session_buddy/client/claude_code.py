@@ -7,17 +7,11 @@ server's `POST /hooks/claude-code`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from session_buddy.app.claude_code import COMPONENT, Step
 from session_buddy.client.delivery import Courier
 from session_buddy.client.events import UNKNOWN_PID, end_event, now_iso, start_event
 from session_buddy.client.outcomes import Outcome
 from session_buddy.processes import launcher_pid
-
-
-def _whose(step: Step) -> str:
-    return f"{step.noun} {step.external_id}"
 
 
 def record(step: Step, courier: Courier) -> str:
@@ -34,7 +28,7 @@ def record(step: Step, courier: Courier) -> str:
         )
         started = courier.start(event)
         if started.session_id:
-            return f"tracked {started.session_id} for {_whose(step)}"
+            return f"tracked {started.session_id} for {step.subject}"
         if started.spooled:
             return "spooled the start for later"
         return f"start not recorded: {started.reason}"
@@ -43,15 +37,13 @@ def record(step: Step, courier: Courier) -> str:
         ended = courier.end_external(step.external_id, event)
         if ended.outcome is Outcome.DELIVERED:
             state = ended.result.get("session_status")
-            return f"ended {_whose(step)}: {ended.result.get('session_id')} is {state}"
+            return f"ended {step.subject}: {ended.result.get('session_id')} is {state}"
         if ended.result.get("status") == "not_found":
-            return f"no session for {_whose(step)}"
+            return f"no session for {step.subject}"
         return "spooled the end for later" if ended.spooled else f"end not recorded: {ended.reason}"
-    arguments: dict[str, Any] = {"external_id": step.external_id, "timestamp": now_iso()}
-    arguments |= {"activity": step.activity, "detail": step.detail}
-    beat = courier.beat({name: value for name, value in arguments.items() if value is not None})
+    beat = courier.beat(step.beat_arguments(now_iso()))
     if beat.outcome is Outcome.DELIVERED and beat.result.get("status") == "recorded":
         return f"{step.activity or 'alive'}: {beat.result.get('session_id')}"
     if beat.result.get("status") == "not_found":
-        return f"no session for {_whose(step)}"
+        return f"no session for {step.subject}"
     return f"activity not recorded: {beat.reason or beat.result.get('status')}"

@@ -34,9 +34,7 @@ async def answer_claude_hook(service: SessionService, request: Request) -> Respo
         return JSONResponse({"error": str(exc)}, status_code=400)
     now = now_iso()
     if step.kind == "beat":
-        tool = "track_session_heartbeat"
-        arguments: dict[str, Any] = {"external_id": step.external_id, "timestamp": now}
-        arguments |= _given({"activity": step.activity, "detail": step.detail})
+        tool, arguments = "track_session_heartbeat", step.beat_arguments(now)
     elif step.kind == "end":
         tool = "track_session_end"
         arguments = {"external_id": step.external_id, "timestamp": now}
@@ -50,10 +48,6 @@ async def answer_claude_hook(service: SessionService, request: Request) -> Respo
     if result.get("status") in ("error", "not_found"):
         service.logger.warning("Claude Code hook %s for %s: %s", tool, step.external_id, result)
     return JSONResponse({})
-
-
-def _given(arguments: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in arguments.items() if value is not None}
 
 
 async def _subagent_start(
