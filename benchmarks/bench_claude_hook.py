@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx2
+
+from processes import free_port, http_server, wall_times
 
 CLAUDE_ID = "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c47"
 
@@ -34,25 +34,10 @@ def quantiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
-def timed(command: list[str], env: dict[str, str], runs: int, stdin: str = "") -> list[float]:
-    samples = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, check=False)
-        samples.append(time.perf_counter() - began)
-    return samples
-
-
 def report(name: str, samples: list[float], floor: float | None) -> None:
     p50, p95 = quantiles(samples)
     ratio = f"  = {p50 / floor:5.1f} x the floor (p50)" if floor else ""
     print(f"{name:<44}: p50 {p50 * 1000:7.2f} ms  p95 {p95 * 1000:7.2f} ms{ratio}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main(runs: int) -> None:
@@ -63,33 +48,18 @@ def main(runs: int) -> None:
             "SESSION_BUDDY_DATABASE_URL": f"sqlite:///{here / 'sessions.db'}",
             "SESSION_BUDDY_SPOOL": str(here / "spool.db"),
         }
-        floor_samples = timed([sys.executable, "-c", "pass"], env, runs)
+        floor_samples = wall_times([sys.executable, "-c", "pass"], env, runs)
         floor = quantiles(floor_samples)[0]
         report("python -c pass (floor)", floor_samples, None)
         hook = [sys.executable, "-m", "session_buddy", "hook", "claude-code"]
         start, stop = payload("SessionStart", source="startup"), payload("Stop")
-        report("hook SessionStart, local store", timed(hook, env, runs, start), floor)
-        report("hook Stop, local store", timed(hook, env, runs, stop), floor)
+        report("hook SessionStart, local store", wall_times(hook, env, runs, start), floor)
+        report("hook Stop, local store", wall_times(hook, env, runs, stop), floor)
 
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "session_buddy", "serve", "--http", "--port", str(port)],
-            env=env | {"SESSION_BUDDY_LOG_LEVEL": "WARNING"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    time.sleep(0.05)
+        with http_server(env, free_port()) as base:
             remote = [*hook, "--server-url", f"{base}/mcp"]
-            report("hook SessionStart, server", timed(remote, env, runs, start), floor)
-            report("hook Stop, server", timed(remote, env, runs, stop), floor)
+            report("hook SessionStart, server", wall_times(remote, env, runs, start), floor)
+            report("hook Stop, server", wall_times(remote, env, runs, stop), floor)
             with httpx2.Client(base_url=base) as client:
                 health, endpoint = [], []
                 for _ in range(max(runs, 200)):  # interleaved: noise hits both alike
@@ -102,9 +72,6 @@ def main(runs: int) -> None:
             health_p50 = quantiles(health)[0]
             report("GET /healthz (floor)", health, None)
             report("POST /hooks/claude-code (Stop)", endpoint, health_p50)
-        finally:
-            server.terminate()
-            server.wait()
 
 
 if __name__ == "__main__":

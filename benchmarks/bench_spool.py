@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from processes import free_port, http_server, wall_times
 from session_buddy.client.events import start_event
 from session_buddy.client.spool import Destination, Spool
 
@@ -53,15 +52,6 @@ def fill(spool: Spool, destination: Destination, count: int) -> None:
     db.execute("COMMIT")
 
 
-def wall(command: list[str], env: dict[str, str], runs: int, stdin: str = "") -> list[float]:
-    samples = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, check=False)
-        samples.append(time.perf_counter() - began)
-    return samples
-
-
 def report(name: str, samples: list[float], floor: list[float] | None = None) -> None:
     ratio = ""
     if floor:
@@ -82,9 +72,7 @@ def main(runs: int) -> None:
         report("enqueue, 0 pending", empty)
         report("enqueue, 20,000 pending", backlog)
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         down = f"http://127.0.0.1:{port}/mcp"  # refused: nobody listens yet
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
         env |= {
@@ -94,30 +82,20 @@ def main(runs: int) -> None:
         cli = Spool(here / "cli.db", max_pending=1_000_000)
         fill(cli, Destination(down), 10_000)
         cli.close()
-        floor = wall([sys.executable, "-c", "pass"], env, runs)
+        floor = wall_times([sys.executable, "-c", "pass"], env, runs)
         report("python -c pass", floor)
         emit = [sys.executable, "-m", "session_buddy", "emit", "start", "--component", "b"]
         emit = [*emit, "--server-url", down]
-        report("emit start, server down, 10,000 pending", wall(emit, env, runs), floor)
+        report("emit start, server down, 10,000 pending", wall_times(emit, env, runs), floor)
         hook = [sys.executable, "-m", "session_buddy", "hook", "claude-code", "--server-url", down]
         payload = json.dumps({"hook_event_name": "SessionStart", "session_id": "b-1", "cwd": "/"})
-        hooked = wall(hook, env, runs, payload)
+        hooked = wall_times(hook, env, runs, payload)
         report("hook SessionStart, server down, 10,000 pending", hooked, floor)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "session_buddy", "serve", "--http", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(2)
-            report("emit start, server up, 10,000 pending", wall(emit, env, runs), floor)
+        with http_server(env, port):
+            report("emit start, server up, 10,000 pending", wall_times(emit, env, runs), floor)
             left = Spool(here / "cli.db", max_pending=1_000_000)
             print(f"{'records still pending after those runs':<52}: {left.count(down)}")
             left.close()
-        finally:
-            server.terminate()
-            server.wait()
 
 
 if __name__ == "__main__":

@@ -138,6 +138,18 @@ sys.stdin.read()  # lives until the test closes its stdin
 """
 
 
+def write_token(env: dict[str, str]) -> str:
+    """A sessions:write token (the least a hook needs) from `session-buddy token create`."""
+    created = subprocess.run(
+        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.split()[-1]
+
+
 def reap(tmp_path: Path) -> list[str]:
     env = server_env(f"sqlite:///{tmp_path / 'claude.db'}")
     reaped = subprocess.run(
@@ -203,13 +215,7 @@ async def test_a_write_only_token_ends_claude_sessions_over_http(tmp_path: Path)
     secret = "claude-hook-secret"
     database_url = f"sqlite:///{tmp_path / 'claude.db'}"
     env = server_env(database_url, SESSION_BUDDY_SECRET=secret)
-    token = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+    token = write_token(env)
     with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
         options = ("--server-url", f"{base}/mcp", "--token", token)
         _, said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
@@ -335,13 +341,7 @@ async def test_claude_http_hooks_with_a_write_only_token(tmp_path: Path) -> None
     secret = "claude-http-hook-secret"
     database_url = f"sqlite:///{tmp_path / 'claude.db'}"
     env = server_env(database_url, SESSION_BUDDY_SECRET=secret)
-    token = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+    token = write_token(env)
     with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
         # SessionStart is a command hook in Claude Code; the rest can be HTTP hooks.
         options = ("--server-url", f"{base}/mcp", "--token", token)

@@ -14,15 +14,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "session_buddy"
 
 # The wire models and the shared leaves beneath them and core: no I/O, no session-buddy
 # module above them.
-PURE_WIRE = {"session_buddy.mcp.event_models", "session_buddy.timestamps"}
+PURE_WIRE = {"session_buddy.mcp.event_models", "session_buddy.timestamps", "session_buddy.lazy"}
 # What each layer may import from session-buddy (besides itself). Faces: mcp (but the
 # wire models), web, cli, runner, client.
 ALLOWED = {
     "session_buddy.timestamps": set(),
     "session_buddy.config": set(),
     "session_buddy.processes": set(),
+    "session_buddy.lazy": set(),
     "session_buddy.mcp.event_models": {"session_buddy.timestamps"},
     "session_buddy.core": {
+        "session_buddy.lazy",
         "session_buddy.timestamps",
         "session_buddy.config",
         "session_buddy.processes",

@@ -5,7 +5,9 @@ Names load on first use: the hooks and `emit` import only what they run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from session_buddy.lazy import lazy_names
 
 if TYPE_CHECKING:
     from session_buddy.client.emitter import SessionEventEmitter
@@ -19,10 +21,4 @@ _HOMES = {
     "TransportError": "session_buddy.client.transports",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_names(__name__, _HOMES)

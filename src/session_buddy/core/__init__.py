@@ -7,7 +7,9 @@ module of core (the record fields, the states) can be imported without the store
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from session_buddy.lazy import lazy_names
 
 if TYPE_CHECKING:
     from session_buddy.core.lifecycle import SessionLifecycleManager
@@ -22,10 +24,4 @@ _HOMES = {
     "SessionEnd": "session_buddy.core.transitions",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_names(__name__, _HOMES)

@@ -6,8 +6,9 @@ first use, so `import session_buddy.mcp.event_models` stays free of I/O librarie
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from session_buddy.lazy import lazy_names
 from session_buddy.mcp.event_models import (
     EnvironmentInfo,
     ErrorResponse,
@@ -32,10 +33,4 @@ __all__ = [
     "UserInfo",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "SessionTracker":
-        from session_buddy.mcp.session_tracker import SessionTracker
-
-        return SessionTracker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {"SessionTracker": "session_buddy.mcp.session_tracker"})
