@@ -176,3 +176,16 @@ def test_an_unusable_spool_says_so(tmp_path: Path) -> None:
         spool.enqueue(HERE, start_record(0))
     assert spool.known_session_id("anything") is None
     assert os.path.isfile(blocker)
+
+
+def test_a_spool_path_that_names_an_old_spool_file_is_imported(tmp_path: Path) -> None:
+    """$SESSION_BUDDY_SPOOL set to the old spool.jsonl: its records are taken in and the
+    queue takes its place."""
+    old = tmp_path / "my-spool.jsonl"
+    old.write_text(json.dumps({"kind": "start", "event": {"event_id": "kept"}}) + "\n")
+    spool = Spool(old, max_pending=10)
+    [record] = spool.head(LEGACY_DESTINATION, 10)
+    assert record.record() == {"kind": "start", "event": {"event_id": "kept"}}
+    assert old.read_bytes().startswith(b"SQLite format 3")
+    spool.close()
+    assert len(Spool(old, max_pending=10).head(LEGACY_DESTINATION, 10)) == 1  # once

@@ -30,6 +30,8 @@ from session_buddy.processes import pid_exists
 PENDING, REJECTED, QUARANTINED = "pending", "rejected", "quarantined"
 # Records of the old line-per-event spool file: no destination was written down.
 LEGACY_DESTINATION = "legacy:spool.jsonl"
+LEGACY_SUFFIX = "jsonl-before-queue"
+SQLITE_HEADER = b"SQLite format 3\x00"
 LEASE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 300.0
 KNOWN_IDS_KEPT = 10_000
@@ -119,6 +121,16 @@ def is_record(value: Any) -> bool:
     return kind == "end_external" and isinstance(value.get("external_id"), str)
 
 
+def _is_old_spool_file(path: Path) -> bool:
+    """A non-empty file that is not a SQLite database: a spool of the old format."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError:
+        return False
+    return bool(head) and head != SQLITE_HEADER
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -152,6 +164,8 @@ class Spool:
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if _is_old_spool_file(self.path):  # $SESSION_BUDDY_SPOOL still names a spool.jsonl
+            self.path.rename(self.path.with_name(f"{self.path.name}.{LEGACY_SUFFIX}"))
         connection = sqlite3.connect(
             self.path, isolation_level=None, timeout=0.8, check_same_thread=False
         )
@@ -200,9 +214,11 @@ class Spool:
 
     def _import_legacy(self, connection: sqlite3.Connection) -> None:
         """Take in, once, the records of the old spool.jsonl beside this file (and what a
-        replay of it left behind); lines that are not records are quarantined whole."""
+        replay of it left behind, and an old file this path used to name); lines that are
+        not records are quarantined whole."""
         old = sorted(self.path.parent.glob("spool.jsonl.replaying-*"))
         old += [self.path.with_name("spool.jsonl")]
+        old += [self.path.with_name(f"{self.path.name}.{LEGACY_SUFFIX}")]
         old = [
             path
             for path in old
