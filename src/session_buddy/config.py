@@ -70,7 +70,3 @@ class Settings:
         """These settings with every flag that was given (not None) taking precedence."""
         return replace(self, **{name: value for name, value in flags.items() if value is not None})
 
-
-def resolve_database_url(database_url: str | None = None) -> str:
-    """The explicit URL, else $SESSION_BUDDY_DATABASE_URL, else the embedded default."""
-    return database_url or Settings.from_environment().database_url
