@@ -69,4 +69,3 @@ class Settings:
     def with_flags(self, **flags: Any) -> Settings:
         """These settings with every flag that was given (not None) taking precedence."""
         return replace(self, **{name: value for name, value in flags.items() if value is not None})
-
