@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import end_event, event_log, start_event
+from conftest import end_event, event_log, start_event, start_payload
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp import SessionStartEvent, SessionTracker
 
@@ -407,3 +407,24 @@ async def test_external_ids_link_resumed_sessions(
         *(tracker.handle_session_start(claude("2026-02-06T12:00:01Z", 300 + i)) for i in range(8))
     )
     assert {r.session_id for r in concurrent} == {resumed.session_id}
+
+
+async def test_a_session_without_a_known_pid_is_kept_and_never_reaped_by_pid(
+    tracker: SessionTracker, manager: SessionLifecycleManager
+) -> None:
+    """A hook that cannot tell its process sends pid null: stored as none, never reaped
+    or superseded by pid (two such sessions on one host stay apart)."""
+    here = platform.node()
+    first = await tracker.handle_session_start(start_payload(pid=None, hostname=here))  # type: ignore[arg-type]
+    second = await tracker.handle_session_start(  # type: ignore[arg-type]
+        start_payload(pid=None, hostname=here, timestamp="2099-01-01T00:00:00Z")
+    )
+    assert first.status == second.status == "tracked"
+    assert await manager.reap() == []
+    for started in (first, second):
+        stored = await manager.get_session(started.session_id or "")
+        assert stored is not None and (stored["pid"], stored["status"]) == (None, "active")
+    missing = await tracker.handle_session_start(  # type: ignore[arg-type]
+        {k: v for k, v in start_payload().items() if k != "pid"}
+    )
+    assert missing.status == "error" and "pid" in (missing.error or "")  # still required
