@@ -68,18 +68,6 @@ def _field(event: Any, name: str) -> Any:
     return event.get(name) if isinstance(event, dict) else getattr(event, name, None)
 
 
-def _external_id(event: Any) -> str | None:
-    """The `external_id` an end names its session by, checked; None when absent."""
-    given = event.get("external_id") if isinstance(event, dict) else None
-    if given is None:
-        return None
-    if not isinstance(given, str) or not 0 < len(given) <= EXTERNAL_ID_MAX:
-        raise InvalidArgument(
-            "external_id", f"external_id: must be a string of 1..{EXTERNAL_ID_MAX} characters"
-        )
-    return given
-
-
 def _client_id(given: Any) -> str | None:
     return given if isinstance(given, str) and 0 < len(given) <= EXTERNAL_ID_MAX else None
 
@@ -188,14 +176,17 @@ class SessionService:
         )
         return SessionStartResult(session_id=outcome.session_id, status="tracked")
 
-    async def end(self, event: SessionEndEvent | dict[str, Any]) -> SessionEndResult:
+    async def end(
+        self, event: SessionEndEvent | dict[str, Any], *, external_id: str | None = None
+    ) -> SessionEndResult:
         """Track an end: 'ended' (with the session's final state), 'not_found' or 'error'.
-        Without a session id, `external_id` (in a dict event) names the session by the
-        client's own id. Never raises."""
+        Without a session id, `external_id` names the session by the client's own id.
+        Never raises."""
         given = _field(event, "session_id")
         session_id = given if isinstance(given, str) else ""
+        if session_id:
+            external_id = None
         try:
-            external_id = _external_id(event) if not session_id else None
             if external_id is not None and isinstance(event, dict):
                 event = {**event, "session_id": external_id}  # validates as an id would
             valid = _validated(SessionEndEvent, event, "end")

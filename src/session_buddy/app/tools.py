@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, Field, create_model
 
 from session_buddy.app.auth import READ_SCOPE, WRITE_SCOPE, Caller
-from session_buddy.app.service import SessionService
+from session_buddy.app.service import EXTERNAL_ID_MAX, SessionService
 from session_buddy.core.errors import InvalidArgument
 from session_buddy.core.queries import DEFAULT_PAGE
 from session_buddy.core.records import FILTER_COLUMNS, SessionRecord, StatsGroup
@@ -113,6 +113,11 @@ def _session_id(arguments: dict[str, Any]) -> str:
     )
 
 
+def _external_id(arguments: dict[str, Any]) -> str | None:
+    """The client's own session id, which may name a session instead of session_id."""
+    return text_argument("external_id", arguments.get("external_id"), max_length=EXTERNAL_ID_MAX)
+
+
 def _limit(value: Any) -> int:
     if value is None:
         return DEFAULT_PAGE
@@ -140,12 +145,13 @@ async def _start(service: SessionService, arguments: dict[str, Any]) -> dict[str
 
 
 async def _end(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
-    return (await service.end(_given(arguments))).model_dump(mode="json")
+    external_id = _external_id(arguments)
+    return (await service.end(_given(arguments), external_id=external_id)).model_dump(mode="json")
 
 
 async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
     timestamp = text_argument("timestamp", arguments.get("timestamp"), max_length=64)
-    external_id = text_argument("external_id", arguments.get("external_id"), max_length=200)
+    external_id = _external_id(arguments)
     session_id = text_argument(
         "session_id",
         arguments.get("session_id"),

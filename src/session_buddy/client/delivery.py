@@ -252,9 +252,9 @@ class Courier:
 
     def _deliver_end_external(self, record: dict[str, Any]) -> Attempt:
         """The server finds the session by the client's own id (a write token suffices)."""
-        event = record["event"] | {"external_id": record["external_id"]}
-        event.pop("session_id", None)
-        return self._call("track_session_end", event)
+        return self._call(
+            "track_session_end", record["event"] | {"external_id": record["external_id"]}
+        )
 
     # -- the queue ---------------------------------------------------------------------
 
