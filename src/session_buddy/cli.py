@@ -513,7 +513,7 @@ def emit_end(
 @transport_options(timeout=EMIT_TIMEOUT)
 def emit_heartbeat(session_id: str, target: Target) -> None:
     """Tell session-buddy a session is still alive."""
-    from session_buddy.client.events import now_iso
+    from session_buddy.timestamps import now_iso
 
     with courier_for(target) as courier:
         alive = courier.heartbeat(session_id, now_iso())

@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from session_buddy.app.claude_code import COMPONENT, Step
 from session_buddy.client.delivery import Courier
-from session_buddy.client.events import UNKNOWN_PID, end_event, now_iso, start_event
+from session_buddy.client.events import end_event, start_event
 from session_buddy.client.outcomes import Outcome
 from session_buddy.processes import launcher_pid
+from session_buddy.timestamps import now_iso
 
 
 def record(step: Step, courier: Courier) -> str:
     """Act on one hook step; a line saying truthfully what happened."""
     if step.kind == "start":
         event = start_event(
-            COMPONENT,
-            step.shell_type,
-            # Claude Code itself, past the `sh -c` it runs hooks with; unknown if unclear.
-            pid=launcher_pid() or UNKNOWN_PID,
-            cwd=step.cwd,
-            metadata=step.metadata,
-            event_id=step.event_id,
+            COMPONENT, step.shell_type, cwd=step.cwd, metadata=step.metadata, event_id=step.event_id
         )
+        # Claude Code itself, past the `sh -c` it runs hooks with; none when unclear.
+        event["pid"] = launcher_pid()
         started = courier.start(event)
         if started.session_id:
             return f"tracked {started.session_id} for {step.subject}"

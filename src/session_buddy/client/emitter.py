@@ -18,7 +18,7 @@ from types import FrameType, TracebackType
 from typing import Any, Self
 
 from session_buddy.client.delivery import Courier, destination_url, token_identity
-from session_buddy.client.events import end_event, now_iso, start_event
+from session_buddy.client.events import end_event, start_event
 from session_buddy.client.spool import Destination, Spool
 from session_buddy.client.transports import (
     DEFAULT_TIMEOUT,
@@ -27,6 +27,7 @@ from session_buddy.client.transports import (
     open_transport,
 )
 from session_buddy.config import Settings
+from session_buddy.timestamps import now_iso
 
 EXIT_BUDGET_SECONDS = 2.0
 

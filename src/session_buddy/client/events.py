@@ -11,9 +11,6 @@ from typing import Any
 
 from session_buddy.timestamps import now_iso
 
-UNKNOWN_PID = 0
-__all__ = ["UNKNOWN_PID", "end_event", "now_iso", "start_event"]
-
 
 def _safe(call: Any, fallback: str) -> str:
     try:
@@ -31,8 +28,7 @@ def start_event(
     metadata: dict[str, Any] | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """A session_start event describing this process, or `pid` (e.g. a parent shell;
-    `UNKNOWN_PID` when the caller cannot tell)."""
+    """A session_start event describing this process (or `pid`, e.g. a parent shell)."""
     return {
         "event_version": "1.0",
         "event_id": event_id or str(uuid.uuid4()),
@@ -40,7 +36,7 @@ def start_event(
         "component_name": component_name,
         "shell_type": shell_type[:100],
         "timestamp": now_iso(),
-        "pid": None if pid == UNKNOWN_PID else pid or os.getpid(),
+        "pid": pid or os.getpid(),
         "user": {
             "username": _safe(getpass.getuser, "unknown")[:100],
             "home": _safe(Path.home, "")[:500],
