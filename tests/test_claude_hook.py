@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +140,21 @@ sys.stdin.read()  # lives until the test closes its stdin
 """
 
 
-def write_token(env: dict[str, str]) -> str:
-    """A sessions:write token (the least a hook needs) from `session-buddy token create`."""
+@contextmanager
+def secured_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A server on the hook's store with a secret set; yields its base URL and a
+    sessions:write token (the least a hook needs) from `session-buddy token create`."""
+    secret = "claude-hook-secret"
+    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
     created = subprocess.run(
         [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
-        env=env,
+        env=server_env(database_url, SESSION_BUDDY_SECRET=secret),
         capture_output=True,
         text=True,
         check=True,
     )
-    return created.stdout.split()[-1]
+    with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
+        yield base, created.stdout.split()[-1]
 
 
 def reap(tmp_path: Path) -> list[str]:
@@ -212,11 +219,7 @@ async def test_an_end_for_an_unknown_claude_session_says_so_and_is_logged(
 
 
 async def test_a_write_only_token_ends_claude_sessions_over_http(tmp_path: Path) -> None:
-    secret = "claude-hook-secret"
-    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
-    env = server_env(database_url, SESSION_BUDDY_SECRET=secret)
-    token = write_token(env)
-    with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
+    with secured_server(tmp_path) as (base, token):
         options = ("--server-url", f"{base}/mcp", "--token", token)
         _, said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
         assert said.startswith("tracked claude-code-")
@@ -338,11 +341,8 @@ async def test_a_claude_session_live_through_the_command_hook(tmp_path: Path) ->
 async def test_claude_http_hooks_with_a_write_only_token(tmp_path: Path) -> None:
     import httpx2
 
-    secret = "claude-http-hook-secret"
     database_url = f"sqlite:///{tmp_path / 'claude.db'}"
-    env = server_env(database_url, SESSION_BUDDY_SECRET=secret)
-    token = write_token(env)
-    with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
+    with secured_server(tmp_path) as (base, token):
         # SessionStart is a command hook in Claude Code; the rest can be HTTP hooks.
         options = ("--server-url", f"{base}/mcp", "--token", token)
         hook(tmp_path, payload("SessionStart", source="startup"), *options)
