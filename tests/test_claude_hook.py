@@ -30,10 +30,15 @@ def payload(event: str, session_id: str = CLAUDE_ID, **extra: str) -> dict[str, 
     }
 
 
+def hook_env(tmp_path: Path) -> dict[str, str]:
+    """The hook's environment: the local store and the spool in `tmp_path`."""
+    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
+    return server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
+
+
 def hook(tmp_path: Path, body: str | dict[str, Any], *args: str) -> tuple[float, str]:
     """Run the hook like Claude Code does; (seconds it took, its stderr)."""
-    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
-    env = server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
+    env = hook_env(tmp_path)
     text = body if isinstance(body, str) else json.dumps(body)
     began = time.monotonic()
     result = subprocess.run(
@@ -47,6 +52,16 @@ def hook(tmp_path: Path, body: str | dict[str, Any], *args: str) -> tuple[float,
     took = time.monotonic() - began
     assert result.returncode == 0, result.stderr  # never fails Claude Code
     return took, result.stderr
+
+
+def flush(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`session-buddy spool flush` with the hook's store and spool."""
+    return subprocess.run(
+        [sys.executable, "-m", "session_buddy", "spool", "flush"],
+        env=hook_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
 
 
 async def sessions(tmp_path: Path) -> list[dict[str, Any]]:
@@ -98,15 +113,8 @@ async def test_server_down_spools_within_the_hook_budget(tmp_path: Path) -> None
     waiting = spooled(tmp_path / "spool.db")
     assert [record["kind"] for record in waiting] == ["start", "end_external"]
     assert {record["destination"] for record in waiting} == {down}
-    database_url = f"sqlite:///{tmp_path / 'claude.db'}"
-    env = server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
-    with http_server(database_url, port=port):  # the server comes back where it was
-        flushed = subprocess.run(
-            [sys.executable, "-m", "session_buddy", "spool", "flush"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+    with http_server(f"sqlite:///{tmp_path / 'claude.db'}", port=port):  # back where it was
+        flushed = flush(tmp_path)
     assert flushed.returncode == 0, flushed.stderr
     [session] = await sessions(tmp_path)
     assert (session["status"], session["end_reason"], session["external_id"]) == (
@@ -158,10 +166,9 @@ def secured_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def reap(tmp_path: Path) -> list[str]:
-    env = server_env(f"sqlite:///{tmp_path / 'claude.db'}")
     reaped = subprocess.run(
         [sys.executable, "-m", "session_buddy", "reap", "--json"],
-        env=env,
+        env=hook_env(tmp_path),
         capture_output=True,
         text=True,
         check=True,
@@ -173,12 +180,9 @@ def reap(tmp_path: Path) -> list[str]:
 async def test_the_session_is_claude_codes_process_not_the_shell_wrapper(
     tmp_path: Path, shell: str
 ) -> None:
-    env = server_env(
-        f"sqlite:///{tmp_path / 'claude.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db")
-    )
     claude = subprocess.Popen(
         [sys.executable, "-c", CLAUDE_LIKE_PARENT, json.dumps(payload("SessionStart")), shell],
-        env=env,
+        env=hook_env(tmp_path),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -244,15 +248,7 @@ async def test_a_locked_store_does_not_hold_the_hook(tmp_path: Path) -> None:
         locker.execute("ROLLBACK")
         locker.close()
     assert took < 1.5 and "spooled" in said
-    env = server_env(
-        f"sqlite:///{tmp_path / 'claude.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db")
-    )
-    flushed = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "spool", "flush"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    flushed = flush(tmp_path)
     assert flushed.returncode == 0, flushed.stderr
     assert {s["external_id"] for s in await sessions(tmp_path)} == {"warm-up", CLAUDE_ID}
 
