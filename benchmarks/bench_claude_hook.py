@@ -51,7 +51,9 @@ def main(runs: int) -> None:
         floor_samples = wall_times([sys.executable, "-c", "pass"], env, runs)
         floor = quantiles(floor_samples)[0]
         report("python -c pass (floor)", floor_samples, None)
-        hook = [sys.executable, "-m", "session_buddy", "hook", "claude-code"]
+        # The installed command, as Claude Code runs it (`python -m` would add runpy).
+        command = Path(sys.executable).with_name("session-buddy")
+        hook = [str(command), "hook", "claude-code"]
         start, stop = payload("SessionStart", source="startup"), payload("Stop")
         report("hook SessionStart, local store", wall_times(hook, env, runs, start), floor)
         report("hook Stop, local store", wall_times(hook, env, runs, stop), floor)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -354,6 +356,43 @@ async def test_claude_http_hooks_with_a_write_only_token(tmp_path: Path) -> None
         assert httpx2.post(url, json=end, headers=auth).json() == {}
     [claude] = await claude_sessions(tmp_path)
     assert (claude["status"], claude["end_reason"]) == ("ended", "logout")
+
+
+async def test_the_command_hook_against_a_server_with_a_write_only_token(
+    tmp_path: Path,
+) -> None:
+    """The whole conversation through the command hook (one POST each to the server's
+    hook endpoint): the same states, activity and links as in-process, and the start's
+    pid is the process that ran the hook."""
+    with secured_server(tmp_path) as (base, token):
+        options = ("--server-url", f"{base}/mcp", "--token", token)
+        _, said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
+        assert said.startswith("tracked claude-code-"), said
+        for body in conversation():
+            _, said = hook(tmp_path, body, *options)
+            assert "not recorded" not in said and "no session" not in said, said
+        claude = await check_conversation(f"sqlite:///{tmp_path / 'claude.db'}")
+        no_token = ("--server-url", f"{base}/mcp")
+        _, said = hook(tmp_path, payload("SessionEnd", reason="logout"), *no_token)
+        assert "credentials refused" in said and "spooled the end" in said  # said, and kept
+    assert claude["pid"] == os.getpid()
+    assert claude["hostname"] == socket.gethostname()
+    assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["end_external"]
+
+
+async def test_a_hook_end_waits_behind_its_spooled_start(tmp_path: Path) -> None:
+    """A start spooled while the server was down is delivered before the end that
+    follows it, so the end finds its session."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    _, said = hook(tmp_path, payload("SessionStart", source="startup"), "--server-url", url)
+    assert "spooled" in said
+    with http_server(f"sqlite:///{tmp_path / 'claude.db'}", port=port):
+        _, said = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", url)
+    assert f"ended Claude session {CLAUDE_ID}" in said, said
+    [session] = await sessions(tmp_path)
+    assert (session["status"], session["end_reason"]) == ("ended", "logout")
+    assert spooled(tmp_path / "spool.db") == []
 
 
 def test_a_hung_server_cannot_hold_the_hook(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ ALLOWED = {
     "session_buddy.config": set(),
     "session_buddy.processes": set(),
     "session_buddy.lazy": set(),
+    "session_buddy.wire": set(),
     "session_buddy.mcp.event_models": {"session_buddy.timestamps"},
     "session_buddy.core": {
         "session_buddy.lazy",
@@ -34,6 +35,7 @@ ALLOWED = {
         "session_buddy.mcp.event_models",
         "session_buddy.timestamps",
         "session_buddy.config",
+        "session_buddy.wire",
     },
 }
 THIRD_PARTY_OF_WIRE = {"pydantic"}

@@ -649,11 +649,10 @@ def hook_claude_code(target: Target) -> None:
     """
     from session_buddy.app import claude_code
     from session_buddy.client.claude_code import record
+    from session_buddy.wire import MAX_HOOK_PAYLOAD_BYTES
 
     try:
-        payload = claude_code.parse_payload(
-            sys.stdin.buffer.read(claude_code.MAX_PAYLOAD_BYTES + 1)
-        )
+        payload = claude_code.parse_payload(sys.stdin.buffer.read(MAX_HOOK_PAYLOAD_BYTES + 1))
         step = claude_code.step(payload)
         with courier_for(target) as courier:
             click.echo(record(step, courier), err=True)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 DATABASE_URL_ENV = "SESSION_BUDDY_DATABASE_URL"
 SQLITE_SYNCHRONOUS_ENV = "SESSION_BUDDY_SQLITE_SYNCHRONOUS"
@@ -29,8 +28,9 @@ DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
+    """A NamedTuple, not a dataclass: the Claude Code hook loads this on every call."""
+
     database_url: str
     spool_path: Path
     sqlite_synchronous: str = "FULL"
@@ -68,4 +68,4 @@ class Settings:
 
     def with_flags(self, **flags: Any) -> Settings:
         """These settings with every flag that was given (not None) taking precedence."""
-        return replace(self, **{name: value for name, value in flags.items() if value is not None})
+        return self._replace(**{name: value for name, value in flags.items() if value is not None})

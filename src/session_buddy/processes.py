@@ -1,23 +1,28 @@
 """Is the process behind a session on this host still the one that started it?
 
-Standard library only: core's reaper and the client's spool leases both ask.
+Standard library only, and light (no pathlib): core's reaper and the client's spool
+leases both ask, and the Claude Code hook finds its launcher here on every call.
 """
 
 from __future__ import annotations
 
 import os
 from functools import cache
-from pathlib import Path
 
 # /proc start times have clock-tick resolution and boot time whole seconds.
 _START_TIME_SLACK_US = 2_000_000
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
 @cache
 def _boot_time_s() -> int | None:
     try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
+        for line in _read("/proc/stat").splitlines():
+            if line.startswith(b"btime "):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -30,11 +35,11 @@ def process_started_us(pid: int) -> int | None:
     if boot is None:
         return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = _read(f"/proc/{pid}/stat")
     except OSError:
         return None
     # Field 22 (starttime), counted after the parenthesised command name.
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = stat[stat.rindex(b")") + 2 :].split()
     ticks = int(fields[19])
     return boot * 1_000_000 + ticks * 1_000_000 // os.sysconf("SC_CLK_TCK")
 
@@ -66,11 +71,11 @@ SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox"
 def _linux_parent(pid: int) -> tuple[int, list[str]] | None:
     """(parent pid, argv) of a process, from /proc."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = _read(f"/proc/{pid}/stat")
+        argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
     except OSError:
         return None
-    parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+    parent = int(stat[stat.rindex(b")") + 2 :].split()[1])
     return parent, [part.decode(errors="replace") for part in argv if part]
 
 
@@ -95,7 +100,7 @@ def _runs_a_command_string(argv: list[str]) -> bool:
     """Is this a shell running `-c "..."` (also `-lc`, `-ec`, busybox `sh -c`)?"""
     if not argv:
         return False
-    program = Path(argv[0].lstrip("-")).name
+    program = os.path.basename(argv[0].lstrip("-"))
     if program == "busybox" and len(argv) > 1:
         program, argv = argv[1], argv[1:]
     options = [arg for arg in argv[1:] if arg.startswith("-") and not arg.startswith("--")]
@@ -105,7 +110,7 @@ def _runs_a_command_string(argv: list[str]) -> bool:
 def launcher_pid(start: int | None = None) -> int | None:
     """The first ancestor (from `start`, default our parent) that is not a shell running
     a command string: the program that ran the hook. None when that cannot be told."""
-    read = _linux_parent if Path("/proc/self/stat").exists() else _ps_parent
+    read = _linux_parent if os.path.exists("/proc/self/stat") else _ps_parent
     pid = start if start is not None else os.getppid()
     for _ in range(16):  # wrappers nest a few levels at most
         if pid <= 1:

@@ -16,10 +16,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from session_buddy import wire
+
 COMPONENT = "claude-code"
 SHELL_TYPE = "ClaudeCode"
 SUBAGENT_SHELL_TYPE = "ClaudeCodeSubagent"
-MAX_PAYLOAD_BYTES = 1024 * 1024
 ID_MAX = 200
 # Notification types that mean Claude Code waits for the person.
 WAITING = {"permission_prompt", "idle_prompt", "elicitation_dialog", "agent_needs_input"}
@@ -61,10 +62,23 @@ class Step:
     activity: str | None = None
     detail: str | None = None
     cwd: str | None = None
+    origin: dict[str, Any] | None = None  # the process facts the command hook added
 
     @property
     def subject(self) -> str:
         return f"{self.noun} {self.external_id}"
+
+    def start_arguments(self, facts: dict[str, Any], timestamp: str) -> dict[str, Any]:
+        """track_session_start's event for a `start` step, run by the process that `facts`
+        describe (see `wire.start_event`; an `event_id` among them names the event)."""
+        return wire.start_event(
+            COMPONENT,
+            self.shell_type,
+            facts | ({"cwd": self.cwd} if self.cwd else {}),
+            timestamp=timestamp,
+            metadata=self.metadata,
+            event_id=self.event_id or facts.get("event_id"),
+        )
 
     def beat_arguments(self, timestamp: str) -> dict[str, Any]:
         """track_session_heartbeat's arguments for a `beat` step."""
@@ -73,9 +87,25 @@ class Step:
         return {"external_id": self.external_id, "timestamp": timestamp} | known
 
 
+def describe(step: Step, result: dict[str, Any]) -> str:
+    """What a delivered step did, in one line for people (the tool's result says)."""
+    status, session_id = result.get("status"), result.get("session_id")
+    if status == "not_found":
+        return f"no session for {step.subject}"
+    if status == "error":
+        return f"{step.kind} not recorded: {result.get('error')}"
+    if step.kind == "start":
+        return f"tracked {session_id} for {step.subject}"
+    if step.kind == "end":
+        return f"ended {step.subject}: {session_id} is {result.get('session_status')}"
+    return f"{step.activity or 'alive'}: {session_id}"
+
+
 def parse_payload(raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise HookPayloadError(f"payload is {len(raw)} bytes (at most {MAX_PAYLOAD_BYTES})")
+    if len(raw) > wire.MAX_HOOK_PAYLOAD_BYTES:
+        raise HookPayloadError(
+            f"payload is {len(raw)} bytes (at most {wire.MAX_HOOK_PAYLOAD_BYTES})"
+        )
     try:
         payload = json.loads(raw or b"null")
     except ValueError as exc:
@@ -113,7 +143,14 @@ def step(payload: dict[str, Any]) -> Step:
         kept = {key: _clipped(payload, key) for key in START_KEPT}
         kept["source"] = kept["source"] or "startup"
         metadata = {"external_id": claude_id} | {k: v for k, v in kept.items() if v}
-        return Step("start", claude_id, metadata=metadata, cwd=_clipped(payload, "cwd"))
+        origin = payload.get(wire.ORIGIN_KEY)
+        return Step(
+            "start",
+            claude_id,
+            metadata=metadata,
+            cwd=_clipped(payload, "cwd"),
+            origin=origin if isinstance(origin, dict) else None,
+        )
     if event == "SessionEnd":
         return Step("end", claude_id, exit_reason=_clipped(payload, "reason", 200) or "other")
     if event == "SubagentStart":

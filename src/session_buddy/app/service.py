@@ -9,13 +9,12 @@ counts metrics, and is the one place where a failure becomes an error result wit
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from session_buddy import __version__
 from session_buddy.app.auth import AuthError, Caller, TokenAuthority
-from session_buddy.app.metrics import SessionMetrics
 from session_buddy.core import NewSession, SessionEnd, SessionLifecycleManager
 from session_buddy.core.errors import InvalidArgument, SessionBuddyError, StoreUnavailable
 from session_buddy.core.transitions import EndOutcome
@@ -26,6 +25,9 @@ from session_buddy.mcp.event_models import (
     SessionStartResult,
 )
 from session_buddy.timestamps import to_micros
+
+if TYPE_CHECKING:  # only the server counts metrics; prometheus_client is slow to load
+    from session_buddy.app.metrics import SessionMetrics
 
 M = TypeVar("M", bound=BaseModel)
 STORE_UNAVAILABLE = "store unavailable, retry later"

@@ -6,9 +6,10 @@ import getpass
 import os
 import platform
 import uuid
-from pathlib import Path
 from typing import Any
 
+from session_buddy import wire
+from session_buddy.processes import launcher_pid
 from session_buddy.timestamps import now_iso
 
 
@@ -17,6 +18,27 @@ def _safe(call: Any, fallback: str) -> str:
         return str(call())
     except (OSError, KeyError, RuntimeError):
         return fallback
+
+
+def process_facts(pid: int | None = None, cwd: str | None = None) -> dict[str, Any]:
+    """What a start event says of the process that runs a session: `pid` (default this
+    one), its user, host, Python, platform and working directory."""
+    return {
+        "pid": pid or os.getpid(),
+        "username": _safe(getpass.getuser, "unknown")[:100],
+        "home": os.path.expanduser("~")[:500],
+        "hostname": platform.node()[:255] or "unknown",
+        "python_version": platform.python_version(),
+        "platform": platform.platform()[:255],
+        "cwd": (cwd or _safe(os.getcwd, ""))[:500],
+    }
+
+
+def launcher_facts() -> dict[str, Any]:
+    """The facts of the program that ran this command — past the `sh -c` wrappers it ran
+    it through, e.g. Claude Code for its hooks; pid None when unclear — with the id of
+    the start event they go into, so that a start sent twice is one event."""
+    return process_facts() | {"pid": launcher_pid(), "event_id": str(uuid.uuid4())}
 
 
 def start_event(
@@ -29,26 +51,15 @@ def start_event(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """A session_start event describing this process (or `pid`, e.g. a parent shell)."""
-    return {
-        "event_version": "1.0",
-        "event_id": event_id or str(uuid.uuid4()),
-        "event_type": "session_start",
-        "component_name": component_name,
-        "shell_type": shell_type[:100],
-        "timestamp": now_iso(),
-        "pid": pid or os.getpid(),
-        "user": {
-            "username": _safe(getpass.getuser, "unknown")[:100],
-            "home": _safe(Path.home, "")[:500],
-        },
-        "hostname": platform.node()[:255] or "unknown",
-        "environment": {
-            "python_version": platform.python_version(),
-            "platform": platform.platform()[:255],
-            "cwd": (cwd or _safe(os.getcwd, ""))[:500],
-        },
-        "metadata": metadata or {},
-    }
+    timestamp = now_iso()  # the session starts now, not once its facts are gathered
+    return wire.start_event(
+        component_name,
+        shell_type,
+        process_facts(pid, cwd),
+        timestamp=timestamp,
+        metadata=metadata,
+        event_id=event_id,
+    )
 
 
 def end_event(
