@@ -16,6 +16,7 @@ import pytest
 from conftest import end_event, event_log, start_event, start_payload
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp import SessionStartEvent, SessionTracker
+from session_buddy.timestamps import now_iso
 
 START = "2026-02-06T12:34:56.789Z"
 
@@ -118,12 +119,18 @@ async def test_end_before_start_is_clamped_with_a_warning(
         ({"exit_code": 0}, "ended", None),
         ({"exit_reason": "user_exit"}, "ended", "user_exit"),
         ({"exit_code": 1}, "crashed", "exit_code 1"),
-        ({"exit_code": "137"}, "crashed", "exit_code 137"),
+        ({"exit_code": 3221225477}, "crashed", "exit_code 3221225477"),  # a Windows crash
+        ({"exit_code": -(2**63)}, "crashed", f"exit_code {-(2**63)}"),
         ({"exit_reason": "crash"}, "crashed", "crash"),
         ({"exit_reason": "exception", "exit_code": 0}, "crashed", "exception"),
         ({"exit_reason": "signal:SIGTERM"}, "crashed", "signal:SIGTERM"),
         ({"exit_reason": "killed"}, "crashed", "killed"),
         ({"exit_reason": "moved_to_the_moon"}, "ended", "moved_to_the_moon"),
+        ({"exit_reason": "Error: disk full"}, "crashed", "Error: disk full"),
+        ({"exit_reason": "signed_out"}, "ended", "signed_out"),
+        ({"exit_reason": "sign_off"}, "ended", "sign_off"),
+        ({"exit_reason": "errorless"}, "ended", "errorless"),
+        ({"exit_reason": "terminated_normally"}, "ended", "terminated_normally"),
     ],
 )
 async def test_crash_classification(
@@ -212,7 +219,7 @@ async def test_reap_abandons_local_sessions_whose_process_is_gone(
         start_event(hostname=here, pid=child.pid, timestamp="2026-02-06T12:00:00Z")
     )
     alive = await tracker.handle_session_start(
-        start_event(hostname=here, pid=os.getpid(), timestamp="2099-01-01T00:00:00Z")
+        start_event(hostname=here, pid=os.getpid(), timestamp=now_iso())
     )
     reused = await tracker.handle_session_start(
         # This pid is alive, but its process was created long after this session began.
@@ -417,7 +424,7 @@ async def test_a_session_without_a_known_pid_is_kept_and_never_reaped_by_pid(
     here = platform.node()
     first = await tracker.handle_session_start(start_payload(pid=None, hostname=here))  # type: ignore[arg-type]
     second = await tracker.handle_session_start(  # type: ignore[arg-type]
-        start_payload(pid=None, hostname=here, timestamp="2099-01-01T00:00:00Z")
+        start_payload(pid=None, hostname=here, timestamp=now_iso())
     )
     assert first.status == second.status == "tracked"
     assert await manager.reap() == []

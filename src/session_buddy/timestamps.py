@@ -13,7 +13,8 @@ from functools import lru_cache
 _ISO_8601 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})"
     r"(?:[.,](\d{1,9}))?"
-    r"([Zz]|[+-]\d{2}(?::?\d{2})?)?"
+    r"([Zz]|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,  # ASCII digits only: "２０２６" is not a year
 )
 EXAMPLE = "2026-02-06T12:34:56.789Z"
 

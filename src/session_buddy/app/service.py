@@ -8,6 +8,7 @@ counts metrics, and is the one place where a failure becomes an error result wit
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,16 +72,25 @@ def _field(event: Any, name: str) -> Any:
 
 
 def _client_id(given: Any) -> str | None:
-    return given if isinstance(given, str) and 0 < len(given) <= EXTERNAL_ID_MAX else None
+    usable = isinstance(given, str) and 0 < len(given) <= EXTERNAL_ID_MAX and given.isprintable()
+    return given if usable else None
 
 
-def new_session(event: SessionStartEvent) -> NewSession:
+def as_received(event: BaseModel | dict[str, Any]) -> str:
+    """An event as the event log keeps it: the arguments as they came, unknown fields
+    included (a model, from the Python API, as it was built)."""
+    if isinstance(event, BaseModel):
+        return event.model_dump_json()
+    return json.dumps(event, separators=(",", ":"), default=repr)
+
+
+def new_session(event: SessionStartEvent, payload: str) -> NewSession:
     """A validated start event as core's input. A string `metadata.external_id` is the
     client's own session id, `metadata.parent_external_id` its parent's (a subagent's
     Claude Code session)."""
     metadata = event.metadata
     return NewSession(
-        event_id=event.event_id.strip().lower(),
+        event_id=event.event_id,
         component_name=event.component_name,
         shell_type=event.shell_type,
         pid=event.pid,
@@ -92,7 +102,7 @@ def new_session(event: SessionStartEvent) -> NewSession:
         platform=event.environment.platform,
         started_us=to_micros(event.started_at),
         start_metadata=metadata,
-        payload=event.model_dump_json(),
+        payload=payload,
         external_id=_client_id(metadata.get("external_id")),
         parent_external_id=_client_id(metadata.get("parent_external_id")),
     )
@@ -149,7 +159,7 @@ class SessionService:
         """Track a start: status 'tracked' with the session id, or 'error'. Never raises."""
         try:
             valid = _validated(SessionStartEvent, event, "start")
-            outcome = await self.manager.start_session(new_session(valid))
+            outcome = await self.manager.start_session(new_session(valid, as_received(event)))
         except Exception as exc:
             if isinstance(exc, InvalidArgument):
                 self._rejected(exc)
@@ -176,7 +186,14 @@ class SessionService:
             valid.user.username,
             valid.hostname,
         )
-        return SessionStartResult(session_id=outcome.session_id, status="tracked")
+        warning = None
+        if outcome.conflicts:
+            warning = (
+                f"event_id {valid.event_id} was already used by a start with other content "
+                f"({', '.join(outcome.conflicts)} differ); this is its first session"
+            )
+            self.logger.warning("Session %s: %s", outcome.session_id, warning)
+        return SessionStartResult(session_id=outcome.session_id, status="tracked", warning=warning)
 
     async def end(
         self, event: SessionEndEvent | dict[str, Any], *, external_id: str | None = None
@@ -189,6 +206,7 @@ class SessionService:
         if session_id:
             external_id = None
         try:
+            received = as_received(event)
             if external_id is not None and isinstance(event, dict):
                 event = {**event, "session_id": external_id}  # validates as an id would
             valid = _validated(SessionEndEvent, event, "end")
@@ -196,7 +214,7 @@ class SessionService:
                 session_id=None if external_id else valid.session_id,
                 ended_us=to_micros(valid.ended_at),
                 metadata=valid.metadata,
-                payload=valid.model_dump_json(),
+                payload=received,
                 external_id=external_id,
             )
             outcome = await self.manager.end_session(end)

@@ -336,6 +336,11 @@ TOOLS: dict[str, Tool] = {
 }
 
 
+def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> list[str]:
+    names = {argument.name for argument in tool.arguments} | {TOKEN.name}
+    return sorted(name for name in arguments if name not in names)
+
+
 async def call_tool(
     service: SessionService,
     name: str,
@@ -350,6 +355,11 @@ async def call_tool(
         raise InvalidArgument("tool", f"Unknown tool {name!r}: use one of {', '.join(TOOLS)}")
     began = time.perf_counter()
     try:
+        if unknown := unknown_arguments(tool, arguments):
+            known = ", ".join(argument.name for argument in (*tool.arguments, TOKEN))
+            raise InvalidArgument(
+                unknown[0], f"Unknown argument(s) {', '.join(unknown)} for {name}: use {known}"
+            )
         if tool.scope is not None:
             token = arguments.get("token")
             caller = Caller(token if isinstance(token, str) and token else None, claims)

@@ -35,6 +35,20 @@ def _micros(value: str | datetime | None, name: str) -> int | None:
         raise InvalidArgument(name, f"Invalid {name}: {exc}") from exc
 
 
+MAX_AHEAD_US = 24 * 3600 * 1_000_000
+
+
+def _not_ahead(event_us: int, received_us: int) -> None:
+    """An event dated more than 24 h after the server's clock is refused: it would sort
+    first forever. Old events replayed late are fine."""
+    if event_us > received_us + MAX_AHEAD_US:
+        ahead = (event_us - received_us) / 3_600_000_000
+        raise InvalidArgument(
+            "timestamp",
+            f"timestamp is {ahead:.0f} h ahead of the server clock (at most 24 h allowed)",
+        )
+
+
 class SessionLifecycleManager:
     """Starts, ends, heartbeats, queries and reaps sessions in one durable store.
 
@@ -86,11 +100,13 @@ class SessionLifecycleManager:
         session linked by previous_session_id.
         """
         received = now_micros()
+        _not_ahead(new.started_us, received)
         return await self.store.write(lambda tx: transitions.start_session(tx, new, received))
 
     async def end_session(self, end: SessionEnd) -> EndOutcome:
         """Record an end; an unknown session id comes back as not found."""
         received = now_micros()
+        _not_ahead(end.ended_us, received)
         return await self.store.write(lambda tx: transitions.end_session(tx, end, received))
 
     async def heartbeat(
@@ -114,6 +130,7 @@ class SessionLifecycleManager:
             raise InvalidArgument("session_id", "session_id: field required (or external_id)")
         received = now_micros()
         seen = _micros(timestamp, "timestamp") or received
+        _not_ahead(seen, received)
         payload = {"session_id": session_id, "timestamp": timestamp}
         extras = {"activity": activity, "external_id": external_id, "detail": detail}
         payload |= {name: value for name, value in extras.items() if value is not None}
@@ -183,6 +200,8 @@ class SessionLifecycleManager:
         [since, until)."""
         queries.check_group_by(group_by)
         since_us, until_us = _micros(since, "since"), _micros(until, "until")
+        if since_us is not None and until_us is not None and since_us > until_us:
+            raise InvalidArgument("since", f"since ({since}) is later than until ({until})")
         groups = await self.store.read(
             lambda tx: queries.session_stats(tx, group_by, since_us, until_us)
         )

@@ -63,7 +63,12 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         started_us, session_id = json.loads(raw)
-        if not isinstance(started_us, int) or not isinstance(session_id, str):
+        if (
+            isinstance(started_us, bool)
+            or not isinstance(started_us, int)
+            or not 0 <= started_us < 2**63
+            or not isinstance(session_id, str)
+        ):
             raise ValueError
         return started_us, session_id
     except (ValueError, TypeError, binascii.Error) as exc:

@@ -17,43 +17,38 @@ class SessionStatus(StrEnum):
 ACTIVITIES = ("working", "waiting_for_input", "idle", "failing")
 
 
-# exit_reason values (or prefixes, e.g. "signal:SIGTERM", "exception_raised") that mean the
-# process did not exit cleanly. Unknown reasons are kept and count as a clean exit.
-ABNORMAL_REASONS = (
-    "crash",
-    "error",
-    "exception",
-    "signal",
-    "sig",
-    "kill",
-    "abort",
-    "panic",
-    "fatal",
-    "segfault",
-    "oom",
-    "uncaught",
-    "terminated",
+# The first word of an exit_reason (the text before the first ":") that means the process
+# did not exit cleanly; other reasons ("signed_out", "terminated_normally") are clean.
+CRASH_WORDS = frozenset(
+    {
+        "crash",
+        "crashed",
+        "error",
+        "exception",
+        "signal",
+        "killed",
+        "oom",
+        "panic",
+        "abort",
+        "segfault",
+    }
 )
 
 
 def exit_code_of(metadata: dict[str, Any]) -> int | None:
-    """The integer exit code in end metadata, if it carries one."""
+    """The integer exit code in end metadata, if it carries one (the wire model checked
+    that it is an integer)."""
     code = metadata.get("exit_code")
-    if isinstance(code, bool):
-        return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
-        return int(code)
-    return None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def classify_end(metadata: dict[str, Any]) -> tuple[SessionStatus, str | None]:
     """Final state and end reason for a session ending with this metadata."""
     code = exit_code_of(metadata)
     raw_reason = metadata.get("exit_reason")
-    reason = str(raw_reason)[:200] if raw_reason is not None else None
-    abnormal_reason = reason is not None and reason.strip().lower().startswith(ABNORMAL_REASONS)
-    if (code is not None and code != 0) or abnormal_reason:
+    # NUL written out: PostgreSQL text cannot hold it, and both stores answer the same.
+    reason = str(raw_reason)[:200].replace("\x00", "\\x00") if raw_reason is not None else None
+    first_word = reason.split(":", 1)[0].strip().lower() if reason is not None else ""
+    if (code is not None and code != 0) or first_word in CRASH_WORDS:
         return SessionStatus.CRASHED, reason or f"exit_code {code}"
     return SessionStatus.ENDED, reason

@@ -73,6 +73,8 @@ class SessionEnd:
 class StartOutcome:
     session_id: str
     created: bool
+    # A repeated event id whose content differs: the fields that differ from the first.
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,18 +135,39 @@ def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
         if parent is not None:
             new = replace(new, parent_session_id=str(parent["session_id"]))
     session_id, created = _insert_with_unique_id(tx, new, received_us)
+    conflicts: tuple[str, ...] = ()
     if created:
         _supersede_same_process(tx, new, session_id, received_us)
+    else:
+        conflicts = _conflicts(tx, new)
     log_event(
         tx,
         received_us,
         "session_start",
         session_id,
         new.event_id,
-        "tracked" if created else "duplicate",
+        "tracked" if created else ("conflict" if conflicts else "duplicate"),
         new.payload,
     )
-    return StartOutcome(session_id, created)
+    return StartOutcome(session_id, created, conflicts)
+
+
+# What a repeated start is compared on (its receipt time and links may differ).
+_CONTENT = (
+    *("component_name", "shell_type", "pid", "hostname", "username", "home", "cwd"),
+    *("python_version", "platform", "started_us", "start_metadata"),
+)
+
+
+def _conflicts(tx: Tx, new: NewSession) -> tuple[str, ...]:
+    """The fields in which a repeated start differs from the first one of its event id."""
+    first = tx.one(
+        f"SELECT {', '.join(_CONTENT)} FROM sessions WHERE event_id = $1", (new.event_id,)
+    )
+    if first is None:  # a repeat of a running external session, under a new event id
+        return ()
+    stored = dict(first) | {"start_metadata": json.loads(first["start_metadata"])}
+    return tuple(name for name in _CONTENT if stored[name] != getattr(new, name))
 
 
 def _latest_external(tx: Tx, external_id: str) -> Row | None:

@@ -124,6 +124,30 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+EXIT_CODE_MIN, EXIT_CODE_MAX = -(2**63), 2**63 - 1
+
+
+def check_identity_text(value: str) -> str:
+    """Identity fields are plain text: no NUL or other control characters."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"must not contain control characters (found {found.group()!r})")
+    return value
+
+
+def check_exit_code(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata.exit_code`, when given, is an integer in the signed 64-bit range."""
+    code = metadata.get("exit_code")
+    if code is None:
+        return metadata
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise ValueError(f"metadata.exit_code must be an integer, got {code!r}")
+    if not EXIT_CODE_MIN <= code <= EXIT_CODE_MAX:
+        raise ValueError(f"metadata.exit_code {code} is outside the signed 64-bit range")
+    return metadata
+
+
 def _check_timestamp(value: str) -> str:
     parse_timestamp(value)
     return value
@@ -138,7 +162,7 @@ class UserInfo(BaseModel, JsonSchemaMixin):
     @field_validator("username", "home")
     @classmethod
     def strip_whitespace(cls, v: str) -> str:
-        return v.strip()
+        return check_identity_text(v.strip())
 
 
 class EnvironmentInfo(BaseModel, JsonSchemaMixin):
@@ -152,6 +176,11 @@ class EnvironmentInfo(BaseModel, JsonSchemaMixin):
     @classmethod
     def strip_whitespace(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("python_version", "platform", "cwd")
+    @classmethod
+    def validate_text(cls, v: str) -> str:
+        return check_identity_text(v)
 
 
 class _Event(BaseModel, JsonSchemaMixin):
@@ -206,9 +235,23 @@ class SessionStartEvent(_Event):
     @classmethod
     def validate_uuid(cls, v: str) -> str:
         try:
-            UUID(v)
+            return str(UUID(v))  # one id however it is spelled: {…}, urn:uuid:…, 32 hex
         except ValueError as exc:
             raise ValueError(f"Invalid UUID v4 format: {v!r}") from exc
+
+    @field_validator("shell_type", "hostname")
+    @classmethod
+    def validate_text(cls, v: str) -> str:
+        return check_identity_text(v)
+
+    @field_validator("pid", mode="before")
+    @classmethod
+    def validate_pid(cls, v: Any) -> Any:
+        """An integer, or its ASCII digits as a string (as the original took it)."""
+        if isinstance(v, bool):
+            raise ValueError("pid must be an integer, not a boolean")
+        if isinstance(v, str) and not (v.isascii() and v.strip().isdigit()):
+            raise ValueError(f"pid must be an integer, got {v!r}")
         return v
 
     @field_validator("event_version")
@@ -228,7 +271,7 @@ class SessionStartEvent(_Event):
     @field_validator("component_name")
     @classmethod
     def validate_component_name(cls, v: str) -> str:
-        if not _COMPONENT_NAME.match(v):
+        if not _COMPONENT_NAME.fullmatch(v):
             raise ValueError(
                 f"Invalid component_name {v!r}: must match pattern {COMPONENT_NAME_PATTERN}"
             )
@@ -262,6 +305,11 @@ class SessionEndEvent(_Event):
         default_factory=dict, description="exit_code, exit_reason and anything else"
     )
 
+    @field_validator("metadata")
+    @classmethod
+    def validate_end_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_exit_code(check_metadata(v))
+
     @field_validator("event_type")
     @classmethod
     def validate_event_type(cls, v: str) -> str:
@@ -289,6 +337,11 @@ class SessionStartResult(BaseModel, JsonSchemaMixin):
     error: str | None = None
     error_code: str | None = Field(
         default=None, description=ERROR_CODE_DESCRIPTION, exclude_if=_absent
+    )
+    warning: str | None = Field(
+        default=None,
+        description="Set when this event id was already used with other content",
+        exclude_if=_absent,
     )
 
     @field_validator("status")

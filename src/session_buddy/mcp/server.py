@@ -13,7 +13,7 @@ from pydantic import Field
 from session_buddy import __version__
 from session_buddy.app.auth import CLAIMS_STATE_KEY, READ_SCOPE
 from session_buddy.app.service import SessionService
-from session_buddy.app.tools import TOKEN, TOOLS, Argument, Tool, call_tool
+from session_buddy.app.tools import TOKEN, TOOLS, Argument, Tool, call_tool, unknown_arguments
 
 INSTRUCTIONS = (
     "session-buddy tracks shell and agent sessions. Call track_session_start when a shell "
@@ -67,11 +67,29 @@ def _tool_function(service: SessionService, tool: Tool) -> Any:
     return run
 
 
+class SessionBuddyServer(MCPServer):
+    """MCPServer, but a call with arguments a tool does not take is refused, naming
+    them, as a normal error result (the SDK would drop them silently)."""
+
+    def __init__(self, service: SessionService) -> None:
+        super().__init__(
+            "session-buddy", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+        )
+        self.service = service
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> Any:
+        tool = TOOLS.get(name)
+        if tool is not None and unknown_arguments(tool, arguments):
+            claims = _verified_claims(context) if context else None
+            return _result(await call_tool(self.service, name, arguments, claims=claims))
+        return await super().call_tool(name, arguments, context)
+
+
 def build_mcp_server(service: SessionService) -> MCPServer:
     """An MCPServer whose tools answer through `service`."""
-    server = MCPServer(
-        "session-buddy", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
-    )
+    server = SessionBuddyServer(service)
     for tool in TOOLS.values():
         read_only = tool.scope in (None, READ_SCOPE)
         annotations = ToolAnnotations(

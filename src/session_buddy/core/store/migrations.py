@@ -132,6 +132,15 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "exit codes in the signed 64-bit range (Windows crash codes)",
+        ("ALTER TABLE sessions ALTER COLUMN exit_code TYPE BIGINT",),
+        dialects=(("sqlite", ()),),  # SQLite's INTEGER is 64-bit already
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
