@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # only the server counts metrics; prometheus_client is slow t
 
 M = TypeVar("M", bound=BaseModel)
 STORE_UNAVAILABLE = "store unavailable, retry later"
+INTERNAL_ERROR = "internal error: the server log has the details"
 EXTERNAL_ID_MAX = 200
 
 
@@ -80,7 +81,7 @@ def as_received(event: BaseModel | dict[str, Any]) -> str:
     """An event as the event log keeps it: the arguments as they came, unknown fields
     included (a model, from the Python API, as it was built)."""
     if isinstance(event, BaseModel):
-        return event.model_dump_json()
+        return event.model_dump_json(warnings=False)
     return json.dumps(event, separators=(",", ":"), default=repr)
 
 
@@ -140,13 +141,13 @@ class SessionService:
             return {"status": "error", "error": f"{exc.code}: {exc}", "error_code": exc.code}
         if isinstance(exc, SessionBuddyError) and not isinstance(exc, StoreUnavailable):
             return {"status": "error", "error": str(exc), "error_code": exc.code}
-        self.logger.error("store failure: %s", exc, exc_info=exc)
-        self._reject("store_error")
-        return {
-            "status": "error",
-            "error": STORE_UNAVAILABLE,
-            "error_code": StoreUnavailable.code,
-        }
+        if isinstance(exc, StoreUnavailable):
+            self.logger.error("store failure: %s", exc)
+            self._reject("store_error")
+            return {"status": "error", "error": STORE_UNAVAILABLE, "error_code": exc.code}
+        self.logger.error("internal error: %r", exc, exc_info=exc)
+        self._reject("internal_error")
+        return {"status": "error", "error": INTERNAL_ERROR, "error_code": "internal_error"}
 
     def _reject(self, reason: str) -> None:
         if self.metrics:
@@ -307,17 +308,24 @@ class SessionService:
         return await self.manager.session_stats(group_by, since, until) | {"status": "ok"}
 
     async def health(self) -> dict[str, Any]:
+        """`degraded`, with a `reason`, while the database cannot be read or writes fail."""
+        reason = None
         try:
             active: int | None = await self.manager.active_count()
-        except Exception:
-            self.logger.exception("health check: database unreachable")
-            active = None
-        return {
-            "status": "ok" if active is not None else "degraded",
+        except Exception as exc:
+            self.logger.warning("health check: database unreachable: %s", exc)
+            active, reason = None, "the database cannot be read"
+        failing = self.manager.store.failing
+        if failing is not None:
+            self.logger.warning("health check: %s", failing)
+            reason = reason or "writes fail (see the server log)"
+        health = {
+            "status": "ok" if reason is None else "degraded",
             "version": __version__,
             "database_reachable": active is not None,
             "active_sessions": active,
         }
+        return health | ({"reason": reason} if reason else {})
 
     async def reap(self) -> list[str]:
         return await self.manager.reap()

@@ -88,6 +88,7 @@ class HealthResult(BaseModel):
     version: str
     database_reachable: bool
     active_sessions: int | None
+    reason: str | None = Field(default=None, description="Why the status is degraded")
 
 
 def text_argument(

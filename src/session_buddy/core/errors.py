@@ -32,3 +32,17 @@ class StoreClosedError(StoreUnavailable, RuntimeError):
 
     def __init__(self, message: str = "the session store is closed") -> None:
         super().__init__(message)
+
+
+class StoreOpenError(StoreUnavailable):
+    """The store could not be opened (unreadable or corrupt file, unreachable server);
+    the message names the file or URL, never a password."""
+
+
+class NoDatabase(SessionBuddyError):
+    """A read found no database where it was pointed (and created none)."""
+
+    code = "no_database"
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"no session database at {where}")

@@ -53,7 +53,8 @@ class SessionLifecycleManager:
     """Starts, ends, heartbeats, queries and reaps sessions in one durable store.
 
     `SessionLifecycleManager()` opens the default store ($SESSION_BUDDY_DATABASE_URL, else
-    the embedded SQLite file under $XDG_DATA_HOME); pass `database_url` for another.
+    the embedded SQLite file under $XDG_DATA_HOME); pass `database_url` for another, and
+    `read_only=True` to only read an existing one (no lock taken, nothing created).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class SessionLifecycleManager:
         abandon_after: timedelta | float | None = None,
         hostname: str | None = None,
         settings: Settings | None = None,
+        read_only: bool = False,
     ) -> None:
         settings = settings or Settings.from_environment()
         self.database_url = database_url or settings.database_url
@@ -75,7 +77,7 @@ class SessionLifecycleManager:
         self.abandon_after = abandon_after
         self.hostname = hostname or platform.node()
         self.store: Store = open_store(
-            self.database_url, sqlite_synchronous=settings.sqlite_synchronous
+            self.database_url, sqlite_synchronous=settings.sqlite_synchronous, read_only=read_only
         )
 
     async def __aenter__(self) -> Self:

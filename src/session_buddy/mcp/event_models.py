@@ -41,7 +41,7 @@ def _absent(value: Any) -> bool:
 
 ERROR_CODE_DESCRIPTION = (
     "Set with status 'error', for clients to branch on: invalid_argument, unauthorized, "
-    "forbidden, store_unavailable (retry later)"
+    "forbidden, store_unavailable (retry later), internal_error"
 )
 END_STATUSES = ("ended", "error", "not_found")
 

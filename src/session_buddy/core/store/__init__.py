@@ -11,8 +11,9 @@ __all__ = ["Row", "SQLiteStore", "Store", "Tx", "open_store"]
 POSTGRES_EXTRA_HINT = "PostgreSQL support is not installed: pip install 'session-buddy[postgres]'"
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
-    """Open (creating and migrating as needed) the store a database URL names.
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", read_only: bool = False) -> Store:
+    """Open (creating and migrating as needed) the store a database URL names; with
+    `read_only`, only an existing, current one, without taking any lock.
 
     `sqlite:///relative.db`, `sqlite:////absolute/path.db`, `postgresql://user@host/db`.
     """
@@ -28,13 +29,14 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
             raise InvalidArgument(
                 "database_url", f"Invalid SQLite URL {url!r}: expected sqlite:///path/to/file.db"
             )
-        return SQLiteStore(rest[1:].split("?")[0], synchronous=sqlite_synchronous)
+        path = rest[1:].split("?")[0]
+        return SQLiteStore(path, synchronous=sqlite_synchronous, read_only=read_only)
     if engine in ("postgresql", "postgres"):
         try:
             from session_buddy.core.store.postgres import PostgresStore
         except ImportError as exc:
             raise InvalidArgument("database_url", f"{POSTGRES_EXTRA_HINT} ({exc})") from exc
-        return PostgresStore(url)
+        return PostgresStore(url, read_only=read_only)
     raise InvalidArgument(
         "database_url",
         f"Unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://",

@@ -28,6 +28,7 @@ class Store(Protocol):
     """A session database: transactions in, results out, safe to share across tasks."""
 
     url: str
+    failing: str | None  # why writes fail now (disk full, read-only, connection lost)
 
     async def write(self, work: Callable[[Tx], T]) -> T:
         """Run `work` in a write transaction; return once it is durably committed."""

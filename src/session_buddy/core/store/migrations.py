@@ -160,6 +160,17 @@ def current_version(tx: Tx) -> int:
     return int(row["version"]) if row and row["version"] is not None else 0
 
 
+def schema_version(tx: Tx) -> int:
+    """The database's schema version, read without creating anything (0 when new)."""
+    exists = tx.one(
+        "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        if tx.dialect == "sqlite"
+        else "SELECT 1 AS found FROM information_schema.tables "
+        "WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
+    )
+    return current_version(tx) if exists else 0
+
+
 def apply_pending(tx: Tx, now_us: int) -> list[int]:
     """Apply every migration newer than the database; return the versions applied.
 

@@ -21,11 +21,11 @@ from typing import Any
 import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from session_buddy.core.errors import StoreClosedError
+from session_buddy.core.errors import StoreClosedError, StoreOpenError, StoreUnavailable
 from session_buddy.core.store.base import Row, T
-from session_buddy.core.store.migrations import apply_pending
+from session_buddy.core.store.migrations import LATEST_VERSION, apply_pending, schema_version
 from session_buddy.timestamps import now_micros
 
 POOL_SIZE = 8
@@ -63,9 +63,17 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, BACKOFF_SECONDS * 2**attempt)
 
 
+def without_password(url: str) -> str:
+    """The URL as it may be shown: a password in it replaced by ***."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
 class PostgresStore:
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    """`read_only`: for commands that only read; opening migrates nothing."""
+
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE, read_only: bool = False) -> None:
         self.url = url
+        self.failing: str | None = None  # why writes fail now; None once one succeeds
         conninfo = conninfo_from_url(url)
         connect_options: dict[str, Any] = {
             "autocommit": True,
@@ -74,22 +82,40 @@ class PostgresStore:
         }
         # Migrate on a connection of its own first: an unreachable server fails here at
         # once, with the driver's reason, instead of in the pool's reconnect loop.
-        with (
-            psycopg.connect(conninfo, **connect_options) as connection,
-            connection.transaction(),
-            connection.cursor() as cursor,
-        ):
-            tx = PostgresTx(cursor)
-            # One migrator at a time per schema, whatever the number of servers.
-            tx.one("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
-            apply_pending(tx, now_micros())
+        try:
+            with (
+                psycopg.connect(conninfo, connect_timeout=10, **connect_options) as connection,
+                connection.transaction(),
+                connection.cursor() as cursor,
+            ):
+                self._prepare(PostgresTx(cursor), read_only)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreOpenError(
+                f"cannot open the session database {without_password(url)}: {reason}"
+            ) from exc
         self._pool = ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, kwargs=connect_options, open=True
         )
         self._closed = False
 
+    def _prepare(self, tx: PostgresTx, read_only: bool) -> None:
+        if read_only:
+            version = schema_version(tx)
+            if version < LATEST_VERSION:
+                raise StoreOpenError(
+                    f"the session database {without_password(self.url)} has schema version "
+                    f"{version}, this session-buddy reads {LATEST_VERSION}: "
+                    "run `session-buddy db upgrade`"
+                )
+            return
+        # One migrator at a time per schema, whatever the number of servers.
+        tx.one("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+        apply_pending(tx, now_micros())
+
     def run_now(self, work: Callable[[PostgresTx], T]) -> T:
-        """Run `work` in one transaction in the calling thread, retrying transient errors."""
+        """Run `work` in one transaction in the calling thread, retrying transient errors;
+        a driver error that remains is StoreUnavailable (its text for the log only)."""
         for attempt in range(ATTEMPTS):
             try:
                 with (
@@ -97,11 +123,17 @@ class PostgresStore:
                     connection.transaction(),
                     connection.cursor() as cursor,
                 ):
-                    return work(PostgresTx(cursor))
-            except _TRANSIENT:
+                    result = work(PostgresTx(cursor))
+                self.failing = None
+                return result
+            except _TRANSIENT as exc:
                 if attempt == ATTEMPTS - 1:
-                    raise
+                    self.failing = f"the database fails: {exc}"
+                    raise StoreUnavailable(self.failing) from exc
                 time.sleep(_backoff(attempt))
+            except (psycopg.Error, PoolTimeout) as exc:
+                self.failing = f"the database fails: {exc}"
+                raise StoreUnavailable(self.failing) from exc
         raise AssertionError("unreachable")
 
     async def write(self, work: Callable[[PostgresTx], T]) -> T:

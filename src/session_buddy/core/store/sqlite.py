@@ -18,9 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from session_buddy.core.errors import InvalidArgument, StoreClosedError
+from session_buddy.core.errors import (
+    InvalidArgument,
+    NoDatabase,
+    StoreClosedError,
+    StoreOpenError,
+    StoreUnavailable,
+)
 from session_buddy.core.store.base import Row, T
-from session_buddy.core.store.migrations import apply_pending
+from session_buddy.core.store.migrations import LATEST_VERSION, apply_pending, schema_version
 from session_buddy.timestamps import now_micros
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -79,17 +85,24 @@ def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
             loop.call_soon_threadsafe(_settle, settled)
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection:
+    """A connection; only the writer's may switch the file to WAL (which takes a lock)."""
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA busy_timeout = 10000")
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    if writer:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute(f"PRAGMA synchronous = {synchronous}")
+    else:
+        connection.execute("PRAGMA query_only = ON")
     return connection
 
 
 class SQLiteStore:
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    """`read_only`: for commands that only read. Opening then creates nothing, takes no
+    lock and migrates nothing; a missing file is NoDatabase."""
+
+    def __init__(self, path: str, *, synchronous: str = "FULL", read_only: bool = False) -> None:
         synchronous = synchronous.upper()
         if synchronous not in SYNCHRONOUS_MODES:
             raise InvalidArgument(
@@ -101,22 +114,46 @@ class SQLiteStore:
             raise InvalidArgument(
                 "database_url", "SQLite store needs a file path, not an in-memory database"
             )
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.path = str(Path(path).expanduser())
         self.url = f"sqlite:///{self.path}"
+        self.read_only = read_only
+        self.failing: str | None = None  # why writes fail now; None once one succeeds
         self._synchronous = synchronous
-        self._writer_connection = _connect(self.path, synchronous)
-        self._migrate()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._accepting = threading.Lock()  # held to enqueue, and to declare the writer dead
         self._closed = False
-        self._writer = threading.Thread(
-            target=self._write_loop, name="session-buddy-sqlite-writer", daemon=True
-        )
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        try:
+            if read_only:
+                if not Path(self.path).is_file():
+                    raise NoDatabase(self.path)
+                self._check_schema()
+            else:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._writer_connection = _connect(self.path, synchronous, writer=True)
+                self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(f"cannot open the session database {self.path}: {exc}") from exc
+        if not read_only:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="session-buddy-sqlite-writer", daemon=True
+            )
+            self._writer.start()
+
+    def _check_schema(self) -> None:
+        version = self.read_now(schema_version)
+        if version < LATEST_VERSION:
+            raise StoreOpenError(
+                f"the session database {self.path} has schema version {version}, this "
+                f"session-buddy reads {LATEST_VERSION}: run `session-buddy db upgrade`"
+            )
 
     def _migrate(self) -> None:
+        """Apply pending migrations; the write lock is taken only when there are any."""
         connection = self._writer_connection
+        if schema_version(SQLiteTx(connection)) == LATEST_VERSION:
+            return
         connection.execute("BEGIN IMMEDIATE")
         try:
             apply_pending(SQLiteTx(connection), now_micros())
@@ -126,10 +163,15 @@ class SQLiteStore:
             raise
 
     async def write(self, work: Callable[[SQLiteTx], T]) -> T:
-        if self._closed:
-            raise StoreClosedError("the session store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(work, future))
+        with self._accepting:
+            if self._closed:
+                raise StoreClosedError("the session store is closed")
+            if self._writer is None:
+                raise StoreUnavailable(f"{self.path} was opened for reading only")
+            if not self._writer.is_alive():
+                raise StoreUnavailable(self.failing or "the store's writer has stopped")
+            self._jobs.put(_Job(work, future))
         return await future
 
     async def read(self, work: Callable[[SQLiteTx], T]) -> T:
@@ -142,87 +184,111 @@ class SQLiteStore:
         try:
             connection = self._readers.get_nowait()
         except queue.Empty:
-            connection = _connect(self.path, self._synchronous)
+            try:
+                connection = _connect(self.path, self._synchronous, writer=False)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"{self.path}: {exc}") from exc
         try:
             connection.execute("BEGIN")
             try:
                 return work(SQLiteTx(connection))
             finally:
                 connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
         finally:
             self._readers.put(connection)
 
     def _write_loop(self) -> None:
         connection = self._writer_connection
         tx = SQLiteTx(connection)
-        stopping = False
-        while not stopping:
-            batch: list[_Job] = []
-            item = self._jobs.get()
-            while True:
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                if len(batch) >= MAX_BATCH:
-                    break
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._commit_batch(connection, tx, batch)
-        self._refuse_leftovers()
-        connection.close()
+        batch: list[_Job] = []
+        try:
+            stopping = False
+            while not stopping:
+                batch, stopping = self._next_batch()
+                if batch:
+                    _answer(self._commit_batch(connection, tx, batch))
+                batch = []
+        except BaseException as exc:  # a bug, or a job that raised past Exception
+            with self._accepting:
+                self.failing = f"the store's writer stopped: {exc!r}"
+            died = StoreUnavailable(self.failing)
+            _answer([(job, None, died) for job in batch])
+        finally:
+            self._refuse_leftovers()
+            connection.close()
+
+    def _next_batch(self) -> tuple[list[_Job], bool]:
+        """The queued jobs, up to MAX_BATCH, waiting for the first; and whether the stop
+        (a None) came."""
+        batch: list[_Job] = []
+        item = self._jobs.get()
+        while True:
+            if item is None:
+                return batch, True
+            batch.append(item)
+            if len(batch) >= MAX_BATCH:
+                return batch, False
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return batch, False
 
     def _refuse_leftovers(self) -> None:
         """Answer jobs that raced with close() instead of leaving their callers waiting."""
+        refusal = StoreClosedError() if self._closed else StoreUnavailable(str(self.failing))
         while True:
             try:
                 item = self._jobs.get_nowait()
             except queue.Empty:
                 return
             if item is not None:
-                _answer([(item, None, StoreClosedError("the session store is closed"))])
+                _answer([(item, None, refusal)])
 
     def _commit_batch(
         self, connection: sqlite3.Connection, tx: SQLiteTx, batch: list[_Job]
-    ) -> None:
-        """Commit the whole batch at once; if any job fails, redo them one by one so a
-        bad job costs only itself."""
-        try:
-            outcomes = self._run_in_one_transaction(connection, tx, batch)
-        except Exception:
-            outcomes = []
-            for job in batch:
-                try:
-                    outcomes.extend(self._run_in_one_transaction(connection, tx, [job]))
-                except Exception as exc:
-                    outcomes.append((job, None, exc))
-        _answer(outcomes)
-
-    @staticmethod
-    def _run_in_one_transaction(
-        connection: sqlite3.Connection, tx: SQLiteTx, jobs: list[_Job]
     ) -> list[tuple[_Job, Any, BaseException | None]]:
-        connection.execute("BEGIN IMMEDIATE")
+        """Run the batch in one transaction, each job in a savepoint of its own (a job
+        that fails rolls back only itself), and commit once."""
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            results: list[tuple[_Job, Any, BaseException | None]] = [
-                (job, job.work(tx), None) for job in jobs
-            ]
+            connection.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                connection.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((job, job.work(tx), None))
+                except Exception as exc:
+                    connection.execute("ROLLBACK TO job")
+                    outcomes.append((job, None, self._store_error(exc)))
+                connection.execute("RELEASE job")
             connection.execute("COMMIT")
-        except BaseException:
+        except sqlite3.Error as exc:  # the transaction itself failed: every job with it
             if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        return results
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            failed = self._store_error(exc)
+            return [(job, None, failed) for job in batch]
+        if any(error is None for _, _, error in outcomes):
+            self.failing = None
+        return outcomes
+
+    def _store_error(self, exc: Exception) -> Exception:
+        """A driver error as StoreUnavailable (its text for the log, `failing` for
+        health); anything else as it is."""
+        if not isinstance(exc, sqlite3.Error) or isinstance(exc, sqlite3.IntegrityError):
+            return exc
+        self.failing = f"writes to {self.path} fail: {exc}"
+        return StoreUnavailable(self.failing)
 
     async def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        self._jobs.put(None)
-        await asyncio.to_thread(self._writer.join)
+        with self._accepting:
+            self._closed = True
+            self._jobs.put(None)
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.join)
         while True:
             try:
                 self._readers.get_nowait().close()
