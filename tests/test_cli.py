@@ -54,6 +54,11 @@ def test_a_shell_script_session_from_start_to_stats(tmp_path: Path) -> None:
 
 
 def test_errors_are_explained_with_a_non_zero_exit(tmp_path: Path) -> None:
+    no_store = cli(tmp_path, "sessions", "list", check=False)
+    assert no_store.returncode == 2
+    assert no_store.stderr == f"session-buddy: no session database at {tmp_path / 'cli.db'}\n"
+    assert not (tmp_path / "cli.db").exists()  # a read creates nothing
+    cli(tmp_path, "db", "upgrade")
     missing = cli(tmp_path, "sessions", "show", "nope-20260101-000000", check=False)
     assert missing.returncode == 1 and "no session" in missing.stderr
     bad_component = cli(tmp_path, "emit", "start", "--component", "no spaces", check=False)

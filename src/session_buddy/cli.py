@@ -38,16 +38,20 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def run_with_service(
-    database_url: str | None, action: Callable[[SessionService], Awaitable[T]]
+    database_url: str | None,
+    action: Callable[[SessionService], Awaitable[T]],
+    *,
+    read_only: bool = False,
 ) -> T:
-    """Open the store, run one async action on the service, close the store."""
+    """Open the store (`read_only`: an existing one, without locking or creating
+    anything), run one async action on the service, close the store."""
     import asyncio
 
     from session_buddy.app.service import SessionService
     from session_buddy.core import SessionLifecycleManager
 
     async def main() -> T:
-        async with SessionLifecycleManager(database_url) as manager:
+        async with SessionLifecycleManager(database_url, read_only=read_only) as manager:
             return await action(SessionService(manager))
 
     try:
@@ -57,10 +61,12 @@ def run_with_service(
 
 
 def run_tool(database_url: str | None, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """One tool call on the store, the way the MCP server answers it; errors exit 1."""
+    """One read tool call on the store, the way the MCP server answers it; errors exit 1."""
     from session_buddy.app.tools import call_tool
 
-    result = run_with_service(database_url, lambda service: call_tool(service, tool, arguments))
+    result = run_with_service(
+        database_url, lambda service: call_tool(service, tool, arguments), read_only=True
+    )
     if result.get("status") == "error":
         raise click.ClickException(str(result.get("error")))
     return result

@@ -28,6 +28,14 @@ DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
 
 
+def without_password(database_url: str) -> str:
+    """A database URL as it may be shown or logged: a password in it replaced by ***."""
+    scheme, separator, rest = database_url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}{separator}{user}:***@{place}" if at and colon else database_url
+
+
 class Settings(NamedTuple):
     """A NamedTuple, not a dataclass: the Claude Code hook loads this on every call."""
 

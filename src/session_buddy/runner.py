@@ -8,14 +8,16 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterable
 
 from session_buddy.app.auth import TokenAuthority
-from session_buddy.app.metrics import SessionMetrics
+from session_buddy.app.metrics import COMPONENT_LABELS, SessionMetrics
 from session_buddy.app.service import SessionService
-from session_buddy.config import Settings
+from session_buddy.config import Settings, without_password
 from session_buddy.core import SessionLifecycleManager
+from session_buddy.core.errors import SessionBuddyError
 from session_buddy.mcp.server import build_mcp_server
 from session_buddy.web.app import build_http_app
 
@@ -67,13 +69,13 @@ async def reap_periodically(manager: SessionLifecycleManager, interval: float) -
 async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
     """The service with its store open and its reaper running; closes both on exit."""
     manager = SessionLifecycleManager(settings=settings)
-    await manager.active_count()  # opens a reader now, not on the first request
+    frequent = await manager.most_frequent_components(COMPONENT_LABELS)  # opens a reader now
     reaper = asyncio.create_task(reap_periodically(manager, settings.reap_interval), name="reaper")
     try:
         yield SessionService(
             manager,
             authority=TokenAuthority.from_secret(settings.secret),
-            metrics=SessionMetrics(),
+            metrics=SessionMetrics(frequent),
         )
     finally:
         reaper.cancel()
@@ -103,6 +105,27 @@ async def serve_stdio(settings: Settings) -> None:
         os._exit(0)
 
 
+class CannotServe(SessionBuddyError):
+    """The server cannot start listening (the port is taken, the address not ours)."""
+
+    code = "cannot_serve"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says "serving"."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+        listening.listen(2048)
+    except OSError as exc:
+        listening.close()
+        raise CannotServe(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    listening.setblocking(False)
+    return listening
+
+
 async def serve_http(
     settings: Settings,
     *,
@@ -119,6 +142,12 @@ async def serve_http(
         )
     import uvicorn
 
+    from session_buddy.web.connections import (
+        KEEP_ALIVE_TIMEOUT,
+        MAX_HEADER_BYTES,
+        BoundedH11Protocol,
+    )
+
     async with running_service(settings) as service:
         app = build_http_app(
             service,
@@ -128,14 +157,28 @@ async def serve_http(
             stateless=stateless,
         )
         config = uvicorn.Config(
-            app, host=host, port=port, access_log=False, log_config=None, lifespan="on"
+            app,
+            host=host,
+            port=port,
+            access_log=False,
+            log_config=None,
+            lifespan="on",
+            http=BoundedH11Protocol,
+            timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
-        logger.info("session-buddy serving MCP on http://%s:%d/mcp", host, port)
+        listening = bind(host, port)
+        logger.info(
+            "session-buddy serving MCP on http://%s:%d/mcp, database %s",
+            host,
+            listening.getsockname()[1],
+            without_password(settings.database_url),
+        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into
         # the handler it found. Give it a no-op one, so the store still closes after it.
         previous = {sig: signal.signal(sig, _ignore_signal) for sig in _STOP_SIGNALS}
         try:
-            await uvicorn.Server(config).serve()
+            await uvicorn.Server(config).serve(sockets=[listening])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -1,7 +1,12 @@
 """Prometheus metrics. Labels are bounded: event type, outcome, component, tool, reason;
-never a session, user or host."""
+never a session, user or host. Component names are chosen by clients, so at most
+COMPONENT_LABELS of them get a label of their own (the most frequent stored ones first,
+given at start-up, then new ones while there is room); the rest count as `other`."""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -24,12 +29,15 @@ LATENCY_BUCKETS = (
     float("inf"),
 )
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+COMPONENT_LABELS = 100
+OTHER_COMPONENTS = "other"
 
 
 class SessionMetrics:
     """One registry per server, so several servers in one process never collide."""
 
-    def __init__(self) -> None:
+    def __init__(self, frequent_components: Iterable[str] = ()) -> None:
+        self._labelled = set(itertools.islice(frequent_components, COMPONENT_LABELS))
         self.registry = CollectorRegistry()
         self.events = Counter(
             f"{PREFIX}_events",
@@ -81,13 +89,22 @@ class SessionMetrics:
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()
 
+    def component(self, name: str) -> str:
+        """The label a component name counts under."""
+        if name not in self._labelled:
+            if len(self._labelled) >= COMPONENT_LABELS:
+                return OTHER_COMPONENTS
+            self._labelled.add(name)
+        return name
+
     def session_started(self, component: str) -> None:
-        self.started.labels(component).inc()
+        self.started.labels(self.component(component)).inc()
 
     def session_ended(self, component: str, state: str, duration_seconds: float | None) -> None:
-        self.ended.labels(component, state).inc()
+        label = self.component(component)
+        self.ended.labels(label, state).inc()
         if duration_seconds is not None:
-            self.duration.labels(component).observe(duration_seconds)
+            self.duration.labels(label).observe(duration_seconds)
 
     def render(self, active_sessions: float) -> bytes:
         self.active.set(active_sessions)

@@ -144,8 +144,8 @@ def quick_hook(args: list[str]) -> str | list[str]:
         status, said = post(server_url, token, raw, timeout)
         if status == 200:
             return said.decode("ascii", "replace")
-        if status == 400:
-            return f"session-buddy hook: {said.decode('utf-8', 'replace')}"
+        if status == 400:  # the payload is wrong: the full hook would say the same
+            return f"session-buddy hook: {json.loads(said).get('error')}"
         raise NotQuick(f"HTTP {status}")
     except (NotQuick, ValueError):
         sys.stdin = io.TextIOWrapper(io.BytesIO(raw))

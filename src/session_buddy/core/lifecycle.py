@@ -145,6 +145,9 @@ class SessionLifecycleManager:
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         return await self.store.read(lambda tx: queries.fetch_session(tx, session_id))
 
+    async def most_frequent_components(self, limit: int) -> list[str]:
+        return await self.store.read(lambda tx: queries.most_frequent_components(tx, limit))
+
     async def active_count(self) -> int:
         return await self.store.read(queries.count_active)
 

@@ -54,6 +54,16 @@ class SessionFilter:
     cursor: tuple[int, str] | None
 
 
+def most_frequent_components(tx: Tx, limit: int) -> list[str]:
+    """The component names with the most sessions, most first (an index-only scan)."""
+    rows = tx.all(
+        "SELECT component_name FROM sessions GROUP BY component_name "
+        "ORDER BY COUNT(*) DESC, component_name LIMIT $1",
+        (limit,),
+    )
+    return [str(row["component_name"]) for row in rows]
+
+
 def encode_cursor(started_us: int, session_id: str) -> str:
     raw = json.dumps([started_us, session_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

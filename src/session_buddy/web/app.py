@@ -2,25 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from session_buddy.app.auth import CLAIMS_STATE_KEY, READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.metrics import CONTENT_TYPE
 from session_buddy.app.service import SessionService
 from session_buddy.web.hooks import CLAUDE_HOOK_PATH, answer_claude_hook
 from session_buddy.web.middleware import (
+    MAX_BODY_BYTES,
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     TrustedHostMiddleware,
     allowed_host_names,
+    auth_refusal,
 )
 
 MCP_PATH = "/mcp"
+# Stateful MCP sessions: at most this many, each closed after this long without a request.
+MAX_MCP_SESSIONS = 256
+MCP_SESSION_IDLE_SECONDS = 600.0
+
+
+class SessionsByCredential:
+    """/mcp with a secret set: a caller whose bearer header was verified keeps an MCP
+    session (bounded in number and idle time); a caller without one (a `token` argument,
+    or none) is served statelessly, so it can make the server hold nothing and can never
+    use up the sessions of callers with a token. Without a secret, every caller keeps a
+    bounded session."""
+
+    def __init__(self, stateful: Starlette, stateless: Starlette | None) -> None:
+        self.stateful = stateful
+        self.stateless = stateless
+
+        @contextlib.asynccontextmanager
+        async def both(app: Starlette) -> AsyncIterator[None]:
+            async with contextlib.AsyncExitStack() as stack:
+                for served in (stateful, stateless):
+                    if served is not None:
+                        await stack.enter_async_context(served.router.lifespan_context(served))
+                yield
+
+        self._lifespan = Starlette(lifespan=both)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        verified = CLAIMS_STATE_KEY in (scope.get("state") or {})
+        app = self.stateless if self.stateless is not None and not verified else self.stateful
+        await app(scope, receive, send)
 
 
 def build_http_app(
@@ -53,6 +91,12 @@ def build_http_app(
 
     @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
     async def metrics(request: Request) -> Response:
+        try:  # with a secret set, a sessions:read bearer token
+            service.authorize(
+                Caller(bearer_token(request.headers.get("authorization"))), READ_SCOPE
+            )
+        except AuthError as exc:
+            return auth_refusal(exc)
         active: float
         try:
             active = await service.manager.active_count()
@@ -60,15 +104,23 @@ def build_http_app(
             active = float("nan")
         return Response(registry.render(active), media_type=CONTENT_TYPE)
 
-    app: ASGIApp = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        json_response=True,
-        stateless_http=stateless,
-        # Host and Origin are checked by TrustedHostMiddleware, for every path alike.
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        host=bind_host,
-    )
+    def mcp_app(stateless_http: bool) -> Starlette:
+        return server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            json_response=True,
+            stateless_http=stateless_http,
+            max_request_body_size=MAX_BODY_BYTES,
+            max_sessions=MAX_MCP_SESSIONS,
+            session_idle_timeout=MCP_SESSION_IDLE_SECONDS,
+            # Host and Origin are checked by TrustedHostMiddleware, for every path alike.
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            host=bind_host,
+        )
+
+    app: ASGIApp = mcp_app(stateless)
     if service.authority is not None:
+        if not stateless:
+            app = SessionsByCredential(mcp_app(False), mcp_app(True))
         app = BearerAuthMiddleware(app, authority=service.authority, path=MCP_PATH)
     app = BodyLimitMiddleware(app)
     return TrustedHostMiddleware(app, hosts=allowed_host_names(bind_host, allowed_hosts))

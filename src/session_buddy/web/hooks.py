@@ -21,6 +21,7 @@ from session_buddy.app.service import SessionService
 from session_buddy.app.tools import call_tool
 from session_buddy.core.errors import StoreUnavailable
 from session_buddy.timestamps import now_iso
+from session_buddy.web.middleware import auth_refusal, refusal
 
 CLAUDE_HOOK_PATH = "/hooks/claude-code"
 # What the hook did, for the command hook's own stderr line (Claude Code ignores it).
@@ -32,14 +33,13 @@ async def answer_claude_hook(service: SessionService, request: Request) -> Respo
         caller = Caller(bearer_token(request.headers.get("authorization")))
         claims = service.authorize(caller, WRITE_SCOPE)
     except AuthError as exc:
-        status = 403 if exc.code == "forbidden" else 401
-        return JSONResponse({"error": f"{exc.code}: {exc}"}, status_code=status)
+        return auth_refusal(exc)
     try:
         payload = claude_code.parse_payload(await request.body())
         step = claude_code.step(payload)
         tool, arguments = await _call_for(service, step)
     except claude_code.HookPayloadError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return refusal(400, "invalid_argument", str(exc))
     result = await call_tool(service, tool, arguments, claims=claims)
     outcome = claude_code.describe(step, result)
     if result.get("status") in ("error", "not_found"):

@@ -1,5 +1,8 @@
 """ASGI middlewares in front of every HTTP route, each with one job (as Starlette's
-TrustedHostMiddleware): trusted Host and Origin, the request body limit, bearer tokens."""
+TrustedHostMiddleware): trusted Host and Origin, the request body limit, bearer tokens.
+
+Every refusal from the HTTP layer has one shape, `refusal()`: `{"error": message,
+"error_code": code}`, as tool results name their errors."""
 
 from __future__ import annotations
 
@@ -42,10 +45,26 @@ def _host_name(authority: str) -> str:
     return (parsed.hostname or "").lower()
 
 
+# Past this many brackets a body is parsed here first: a JSON nesting too deep for the
+# parser must be a 400, not a RecursionError deeper down.
+BRACKETS_CHECKED = 1000
+
+
+def refusal(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    """The one shape of every HTTP-layer refusal."""
+    body = {"error": message, "error_code": code}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def auth_refusal(exc: AuthError) -> JSONResponse:
+    """401 for a missing or bad token, 403 for a token without the scope."""
+    return refusal(403 if exc.code == "forbidden" else 401, exc.code, f"{exc.code}: {exc}")
+
+
 async def _refuse(
-    scope: Scope, receive: Receive, send: Send, status: int, body: dict[str, Any], **headers: str
+    scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str, **headers: str
 ) -> None:
-    await JSONResponse(body, status_code=status, headers=headers or None)(scope, receive, send)
+    await refusal(status, code, message, **headers)(scope, receive, send)
 
 
 class TrustedHostMiddleware:
@@ -60,11 +79,11 @@ class TrustedHostMiddleware:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
             if _host_name(headers.get("host", "")) not in self.hosts:
-                await _refuse(scope, receive, send, 421, {"error": "Invalid Host header"})
+                await _refuse(scope, receive, send, 421, "invalid_host", "Invalid Host header")
                 return
             origin = headers.get("origin")
             if origin is not None and _host_name(urlsplit(origin).netloc) not in self.hosts:
-                await _refuse(scope, receive, send, 403, {"error": "Invalid Origin header"})
+                await _refuse(scope, receive, send, 403, "invalid_origin", "Invalid Origin header")
                 return
         await self.app(scope, receive, send)
 
@@ -101,28 +120,40 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+def _too_deep(body: bytes) -> bool:
+    """Is this body JSON nested deeper than the parser can go?"""
+    if body.count(b"[") + body.count(b"{") < BRACKETS_CHECKED:
+        return False
+    try:
+        json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False  # not JSON: the route answers that
+    return False
+
+
 class BodyLimitMiddleware:
-    """Refuses request bodies over `limit` bytes (413), on every path."""
+    """Refuses request bodies over `limit` bytes (413) on every path, whatever the
+    method and credentials, and JSON nested too deep to parse (400)."""
 
     def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive, self.limit)
         if body is None:
             message = f"request body over {self.limit / 1024 / 1024:g} MiB"
-            await _refuse(scope, receive, send, 413, {"error": message})
+            await _refuse(scope, receive, send, 413, "payload_too_large", message)
+            return
+        if _too_deep(body):
+            await _refuse(scope, receive, send, 400, "invalid_json", "JSON nested too deeply")
             return
         await self.app(scope, _replay(body, receive), send)
-
-
-def _jsonrpc_unauthorized(message: str, challenge: str) -> tuple[dict[str, Any], dict[str, str]]:
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
-    return body, {"WWW-Authenticate": challenge}
 
 
 class BearerAuthMiddleware:
@@ -165,8 +196,10 @@ class BearerAuthMiddleware:
         challenge = 'Bearer realm="session-buddy"'
         if error:
             challenge += f', error="{error}", error_description="{message}"'
-        body, headers = _jsonrpc_unauthorized(f"unauthorized: {message}", challenge)
-        await _refuse(scope, receive, send, 401, body, **headers)
+        headers = {"WWW-Authenticate": challenge}
+        await _refuse(
+            scope, receive, send, 401, "unauthorized", f"unauthorized: {message}", **headers
+        )
 
     def _problem_without_header(self, body: bytes) -> tuple[str, str | None] | None:
         """(message, OAuth error) when a request without a header may not pass."""

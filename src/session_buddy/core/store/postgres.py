@@ -23,6 +23,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from session_buddy.config import without_password
 from session_buddy.core.errors import StoreClosedError, StoreOpenError, StoreUnavailable
 from session_buddy.core.store.base import Row, T
 from session_buddy.core.store.migrations import LATEST_VERSION, apply_pending, schema_version
@@ -61,11 +62,6 @@ def conninfo_from_url(url: str) -> str:
 def _backoff(attempt: int) -> float:
     """Full jitter: a random wait up to an exponentially growing cap."""
     return random.uniform(0, BACKOFF_SECONDS * 2**attempt)
-
-
-def without_password(url: str) -> str:
-    """The URL as it may be shown: a password in it replaced by ***."""
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
 class PostgresStore:
