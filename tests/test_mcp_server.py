@@ -328,7 +328,10 @@ def test_one_host_check_on_every_path(tmp_path: Path) -> None:
             for path in ("/healthz", "/metrics", "/mcp"):
                 refused = httpx2.get(f"{base}{path}", headers={"Host": host})
                 assert refused.status_code == 421, (host, path)
-                assert refused.json() == {"error": "Invalid Host header", "error_code": "invalid_host"}
+                assert refused.json() == {
+                    "error": "Invalid Host header",
+                    "error_code": "invalid_host",
+                }
         origin = httpx2.post(
             f"{base}/mcp", headers={"Origin": "http://evil.example"}, json={"jsonrpc": "2.0"}
         )
