@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import start_payload
-from mcp_helpers import http_client, http_server, server_env, structured
+from mcp_helpers import INITIALIZE, http_client, http_server, server_env, structured
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp.server import build_mcp_server
@@ -276,16 +276,7 @@ def test_stdio_stdout_carries_only_json_rpc_and_sigterm_closes_cleanly(tmp_path:
     )
     assert process.stdin and process.stdout and process.stderr
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",

@@ -119,26 +119,29 @@ class PostgresStore:
                     connection.transaction(),
                     connection.cursor() as cursor,
                 ):
-                    result = work(PostgresTx(cursor))
-                self.failing = None
-                return result
+                    return work(PostgresTx(cursor))
             except _TRANSIENT as exc:
                 if attempt == ATTEMPTS - 1:
-                    self.failing = f"the database fails: {exc}"
-                    raise StoreUnavailable(self.failing) from exc
+                    raise StoreUnavailable(f"the database fails: {exc}") from exc
                 time.sleep(_backoff(attempt))
             except (psycopg.Error, PoolTimeout) as exc:
-                self.failing = f"the database fails: {exc}"
-                raise StoreUnavailable(self.failing) from exc
+                raise StoreUnavailable(f"the database fails: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def write(self, work: Callable[[PostgresTx], T]) -> T:
+        """`read`, and what became of it is what `failing` says."""
+        try:
+            result = await self.read(work)
+        except StoreUnavailable as exc:
+            self.failing = str(exc)
+            raise
+        self.failing = None
+        return result
+
+    async def read(self, work: Callable[[PostgresTx], T]) -> T:
         if self._closed:
             raise StoreClosedError()
         return await asyncio.to_thread(self.run_now, work)
-
-    async def read(self, work: Callable[[PostgresTx], T]) -> T:
-        return await self.write(work)
 
     async def close(self) -> None:
         if self._closed:

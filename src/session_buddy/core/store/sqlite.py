@@ -124,6 +124,7 @@ class SQLiteStore:
         self._accepting = threading.Lock()  # held to enqueue, and to declare the writer dead
         self._closed = False
         self._writer: threading.Thread | None = None
+        self._writer_stopped: str | None = None  # why the writer thread died
         try:
             if read_only:
                 if not Path(self.path).is_file():
@@ -169,8 +170,8 @@ class SQLiteStore:
                 raise StoreClosedError("the session store is closed")
             if self._writer is None:
                 raise StoreUnavailable(f"{self.path} was opened for reading only")
-            if not self._writer.is_alive():
-                raise StoreUnavailable(self.failing or "the store's writer has stopped")
+            if self._writer_stopped is not None:
+                raise StoreUnavailable(self._writer_stopped)
             self._jobs.put(_Job(work, future))
         return await future
 
@@ -211,9 +212,9 @@ class SQLiteStore:
                     _answer(self._commit_batch(connection, tx, batch))
                 batch = []
         except BaseException as exc:  # a bug, or a job that raised past Exception
-            with self._accepting:
-                self.failing = f"the store's writer stopped: {exc!r}"
-            died = StoreUnavailable(self.failing)
+            with self._accepting:  # no job is queued after this
+                self._writer_stopped = self.failing = f"the store's writer stopped: {exc!r}"
+            died = StoreUnavailable(self._writer_stopped)
             _answer([(job, None, died) for job in batch])
         finally:
             self._refuse_leftovers()
