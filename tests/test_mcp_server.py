@@ -27,6 +27,7 @@ TOOLS = {
     "get_session",
     "list_sessions",
     "session_stats",
+    "list_session_events",
     "health_check",
 }
 

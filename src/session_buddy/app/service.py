@@ -303,9 +303,20 @@ class SessionService:
         return await self.manager.list_sessions(**filters) | {"status": "ok"}
 
     async def session_stats(
-        self, group_by: str, since: str | None, until: str | None
+        self,
+        group_by: str | None,
+        since: str | None,
+        until: str | None,
+        *,
+        bucket: str | None = None,
+        **filters: str | None,
     ) -> dict[str, Any]:
-        return await self.manager.session_stats(group_by, since, until) | {"status": "ok"}
+        stats = await self.manager.session_stats(group_by, since, until, bucket=bucket, **filters)
+        return stats | {"status": "ok"}
+
+    async def session_events(self, session_id: str) -> dict[str, Any]:
+        events = await self.manager.session_events(session_id)
+        return {"session_id": session_id, "events": events, "status": "ok"}
 
     async def health(self) -> dict[str, Any]:
         """`degraded`, with a `reason`, while the database cannot be read or writes fail."""

@@ -76,10 +76,26 @@ class SessionPage(Failure):
 
 
 class SessionStats(Failure):
-    group_by: str
+    group_by: str | None
+    bucket: str | None = None
     since: str | None
     until: str | None
     groups: list[StatsGroup]
+    status: str = Field(default="ok", json_schema_extra={"enum": ["ok", "error"]})
+
+
+class LoggedEvent(BaseModel):
+    id: int
+    received_at: str
+    event_type: str
+    event_id: str | None
+    outcome: str
+    payload: Any = Field(description="The event as it was received")
+
+
+class SessionEvents(Failure):
+    session_id: str
+    events: list[LoggedEvent]
     status: str = Field(default="ok", json_schema_extra={"enum": ["ok", "error"]})
 
 
@@ -171,9 +187,7 @@ async def _get_session(service: SessionService, arguments: dict[str, Any]) -> di
 
 
 async def _list_sessions(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
-    filters = {
-        name: text_argument(name, arguments.get(name), max_length=255) for name in FILTER_COLUMNS
-    }
+    filters: dict[str, Any] = _filters(arguments)
     for name in ("started_after", "started_before"):
         filters[name] = text_argument(name, arguments.get(name))
     cursor = text_argument("cursor", arguments.get("cursor"), max_length=1000)
@@ -182,12 +196,27 @@ async def _list_sessions(service: SessionService, arguments: dict[str, Any]) -> 
     )
 
 
+def _filters(arguments: dict[str, Any]) -> dict[str, str | None]:
+    """The list_sessions filters among the arguments, checked."""
+    return {
+        name: text_argument(name, arguments.get(name), max_length=255) for name in FILTER_COLUMNS
+    }
+
+
 async def _session_stats(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    bucket = text_argument("bucket", arguments.get("bucket"), max_length=16)
+    group_by = text_argument("group_by", arguments.get("group_by"), max_length=32)
     return await service.session_stats(
-        text_argument("group_by", arguments.get("group_by")) or "component_name",
+        group_by or (None if bucket else "component_name"),
         text_argument("since", arguments.get("since")),
         text_argument("until", arguments.get("until")),
+        bucket=bucket,
+        **_filters(arguments),
     )
+
+
+async def _session_events(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+    return await service.session_events(_session_id(arguments))
 
 
 async def _health(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +251,9 @@ def _event_arguments(event: type[BaseModel]) -> tuple[Argument, ...]:
 
 
 TOKEN = Argument("token", "string", "Bearer token (HS256 JWT), when the server requires one")
+FILTER_ARGUMENTS = tuple(
+    Argument(name, "string", f"Only sessions with this {name}") for name in FILTER_COLUMNS
+)
 
 TOOLS: dict[str, Tool] = {
     tool.name: tool
@@ -289,10 +321,7 @@ TOOLS: dict[str, Tool] = {
             READ_SCOPE,
             SessionPage,
             (
-                *(
-                    Argument(name, "string", f"Only sessions with this {name}")
-                    for name in FILTER_COLUMNS
-                ),
+                *FILTER_ARGUMENTS,
                 Argument("started_after", "string", "Started at or after (ISO 8601)"),
                 Argument("started_before", "string", "Started before (ISO 8601)"),
                 Argument("limit", "integer", "Page size, 1..500 (default 50)"),
@@ -311,10 +340,12 @@ TOOLS: dict[str, Tool] = {
                 Argument(
                     "group_by",
                     "string",
-                    "component_name (default), shell_type, hostname or username",
+                    "component_name (default without a bucket), shell_type, hostname or username",
                 ),
+                Argument("bucket", "string", "Also per time bucket: hour, day or week (UTC)"),
                 Argument("since", "string", "Sessions started at or after (ISO 8601)"),
                 Argument("until", "string", "Sessions started before (ISO 8601)"),
+                *FILTER_ARGUMENTS,
             ),
             _session_stats,
             lambda arguments: {
@@ -323,6 +354,15 @@ TOOLS: dict[str, Tool] = {
                 "until": None,
                 "groups": [],
             },
+        ),
+        Tool(
+            "list_session_events",
+            "A session's event log, oldest first, each event's payload as it was received.",
+            READ_SCOPE,
+            SessionEvents,
+            (Argument("session_id", "string", "The session's id"),),
+            _session_events,
+            lambda arguments: _echo_session_id(arguments) | {"events": []},
         ),
         Tool(
             "health_check",

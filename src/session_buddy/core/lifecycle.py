@@ -8,8 +8,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from session_buddy.config import Settings
-from session_buddy.core import queries, transitions
+from session_buddy.core import queries, retention, transitions
 from session_buddy.core.errors import InvalidArgument
+from session_buddy.core.records import FILTER_COLUMNS
+from session_buddy.core.retention import PruneReport
 from session_buddy.core.states import ACTIVITIES
 from session_buddy.core.store import Store, open_store
 from session_buddy.core.transitions import (
@@ -36,6 +38,13 @@ def _micros(value: str | datetime | None, name: str) -> int | None:
 
 
 MAX_AHEAD_US = 24 * 3600 * 1_000_000
+
+
+def _equals(given: dict[str, str | None]) -> dict[str, str]:
+    """The filters that were given, checked."""
+    if given.get("status"):
+        queries.check_status_filter(str(given["status"]))
+    return {column: value for column, value in given.items() if value}
 
 
 def _not_ahead(event_us: int, received_us: int) -> None:
@@ -175,8 +184,6 @@ class SessionLifecycleManager:
             raise InvalidArgument(
                 "limit", f"Invalid limit {limit!r}: must be 1..{queries.MAX_PAGE}"
             )
-        if status:
-            queries.check_status_filter(status)
         given = {
             "status": status,
             "component_name": component_name,
@@ -187,7 +194,7 @@ class SessionLifecycleManager:
             "activity": activity,
         }
         spec = queries.SessionFilter(
-            equals={column: value for column, value in given.items() if value},
+            equals=_equals(given),
             started_after_us=_micros(started_after, "started_after"),
             started_before_us=_micros(started_before, "started_before"),
             limit=limit,
@@ -197,25 +204,43 @@ class SessionLifecycleManager:
 
     async def session_stats(
         self,
-        group_by: str = "component_name",
+        group_by: str | None = "component_name",
         since: str | datetime | None = None,
         until: str | datetime | None = None,
+        *,
+        bucket: str | None = None,
+        **filters: str | None,
     ) -> dict[str, Any]:
-        """Counts per state, durations and failure rates per group, sessions started in
-        [since, until)."""
+        """Counts per state, durations and failure rates per group and/or per time
+        `bucket` (hour, day, week), of sessions started in [since, until) that match the
+        `filters` (the list_sessions ones: status, component_name, ...)."""
         queries.check_group_by(group_by)
+        queries.check_bucket(bucket)
+        unknown = sorted(set(filters) - set(FILTER_COLUMNS))
+        if unknown:
+            raise InvalidArgument(unknown[0], f"Unknown filter(s): {', '.join(unknown)}")
         since_us, until_us = _micros(since, "since"), _micros(until, "until")
         if since_us is not None and until_us is not None and since_us > until_us:
             raise InvalidArgument("since", f"since ({since}) is later than until ({until})")
-        groups = await self.store.read(
-            lambda tx: queries.session_stats(tx, group_by, since_us, until_us)
-        )
+        spec = queries.StatsSpec(group_by, bucket, _equals(filters), since_us, until_us)
+        groups = await self.store.read(lambda tx: queries.session_stats(tx, spec))
         return {
             "group_by": group_by,
+            "bucket": bucket,
             "since": since if not isinstance(since, datetime) else since.isoformat(),
             "until": until if not isinstance(until, datetime) else until.isoformat(),
             "groups": groups,
         }
+
+    async def session_events(self, session_id: str) -> list[dict[str, Any]]:
+        return await self.store.read(lambda tx: queries.session_events(tx, session_id))
+
+    async def prune(self, before: str | datetime, *, dry_run: bool = False) -> PruneReport:
+        """Delete finished sessions that started before `before`, and their events."""
+        cutoff = _micros(before, "before")
+        if cutoff is None:
+            raise InvalidArgument("before", "before: a time is required")
+        return await retention.prune(self.store, cutoff, dry_run=dry_run)
 
     async def reap(self) -> list[str]:
         """Abandon sessions that went silent, or whose local process is gone or reused."""

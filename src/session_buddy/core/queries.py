@@ -10,6 +10,7 @@ from typing import Any
 
 from session_buddy.core.errors import InvalidArgument
 from session_buddy.core.records import (
+    BUCKETS,
     GROUP_KEYS,
     RECORD_COLUMNS,
     stats_group,
@@ -17,6 +18,7 @@ from session_buddy.core.records import (
 )
 from session_buddy.core.states import SessionStatus
 from session_buddy.core.store.base import Tx
+from session_buddy.timestamps import format_micros
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -36,6 +38,26 @@ class Params:
 def fetch_session(tx: Tx, session_id: str) -> dict[str, Any] | None:
     row = tx.one(f"SELECT {RECORD_COLUMNS} FROM sessions WHERE session_id = $1", (session_id,))
     return to_record(row) if row else None
+
+
+def session_events(tx: Tx, session_id: str) -> list[dict[str, Any]]:
+    """A session's event log in the order it was written, payloads as received."""
+    rows = tx.all(
+        "SELECT id, received_us, event_type, event_id, outcome, payload FROM events "
+        "WHERE session_id = $1 ORDER BY id",
+        (session_id,),
+    )
+    return [
+        {
+            "id": int(row["id"]),
+            "received_at": format_micros(int(row["received_us"])),
+            "event_type": row["event_type"],
+            "event_id": row["event_id"],
+            "outcome": row["outcome"],
+            "payload": json.loads(row["payload"]),
+        }
+        for row in rows
+    ]
 
 
 def count_active(tx: Tx) -> int:
@@ -127,55 +149,104 @@ def list_sessions(tx: Tx, spec: SessionFilter) -> dict[str, Any]:
     return {"sessions": [to_record(row) for row in page], "next_cursor": next_cursor}
 
 
-def check_group_by(group_by: str) -> str:
-    if group_by not in GROUP_KEYS:
+def check_group_by(group_by: str | None) -> str | None:
+    if group_by is not None and group_by not in GROUP_KEYS:
         raise InvalidArgument(
             "group_by", f"Invalid group_by {group_by!r}: use one of {', '.join(GROUP_KEYS)}"
         )
     return group_by
 
 
-def session_stats(
-    tx: Tx, group_by: str, since_us: int | None, until_us: int | None
-) -> list[dict[str, Any]]:
-    """Per-group state counts, clean-exit duration mean/p50/p95, crash and abandon rates.
+def check_bucket(bucket: str | None) -> str | None:
+    if bucket is not None and bucket not in BUCKETS:
+        raise InvalidArgument(
+            "bucket", f"Invalid bucket {bucket!r}: use one of {', '.join(BUCKETS)}"
+        )
+    return bucket
+
+
+# 1970-01-05 was a Monday: weeks are counted from there.
+_WEEK_ORIGIN_US = 4 * 86_400_000_000
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """Validated session_stats arguments: a grouping and/or a time bucket, filters."""
+
+    group_by: str | None
+    bucket: str | None
+    equals: dict[str, str]
+    since_us: int | None
+    until_us: int | None
+
+    def groups(self) -> list[str]:
+        """The SQL expressions sessions are grouped by (key, then bucket start)."""
+        found = [self.group_by or "NULL"]
+        if self.bucket is not None:
+            size, origin = BUCKETS[self.bucket], _WEEK_ORIGIN_US if self.bucket == "week" else 0
+            found.append(f"((started_us - {origin}) / {size}) * {size} + {origin}")
+        else:
+            found.append("NULL")
+        return found
+
+    def where(self, param: Params) -> str:
+        clauses = [f"{column} = {param(value)}" for column, value in self.equals.items()]
+        clauses += _window(param, self.since_us, self.until_us)
+        return "".join(f" AND {clause}" for clause in clauses)
+
+
+def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
+    """Per group (and time bucket): state counts, clean-exit duration mean/p50/p95,
+    crash and abandon rates.
 
     Percentiles are nearest-rank over sessions that ended cleanly, each read by an offset
     into the group's (status, duration) index.
     """
-    check_group_by(group_by)
     param = Params()
-    window = "".join(f" AND {clause}" for clause in _window(param, since_us, until_us))
+    where = spec.where(param)
+    key, bucket = spec.groups()
     rows = tx.all(
-        f"SELECT {group_by} AS key, status, COUNT(*) AS n, SUM(duration_seconds) AS seconds "
-        f"FROM sessions WHERE 1 = 1{window} GROUP BY {group_by}, status ORDER BY {group_by}",
+        f"SELECT {key} AS key, {bucket} AS bucket, status, COUNT(*) AS n, "
+        f"SUM(duration_seconds) AS seconds FROM sessions WHERE 1 = 1{where} "
+        f"GROUP BY {key}, {bucket}, status ORDER BY {key}, {bucket}",
         param.values,
     )
-    counts: dict[str, dict[str, Any]] = {}
+    counts: dict[tuple[Any, Any], dict[str, Any]] = {}
     for row in rows:
-        group = counts.setdefault(row["key"], {"seconds": 0.0})
+        group = counts.setdefault((row["key"], row["bucket"]), {"seconds": 0.0})
         group[row["status"]] = int(row["n"])
         if row["status"] == SessionStatus.ENDED:
             group["seconds"] = float(row["seconds"] or 0.0)
-    return [_group_stats(tx, group_by, key, counts[key], window, param.values) for key in counts]
+    return [_group_stats(tx, spec, group, counts[group], where, param.values) for group in counts]
 
 
 def _nth_duration(
-    tx: Tx, group_by: str, key: Any, offset: int, window: str, params: list[Any]
+    tx: Tx, spec: StatsSpec, group: tuple[Any, Any], offset: int, where: str, params: list[Any]
 ) -> float | None:
-    """The duration at `offset` among the group's cleanly ended sessions; the window's
-    parameters come first, then the group key and the offset."""
-    n = len(params)
+    """The duration at `offset` among the group's cleanly ended sessions; the filters'
+    parameters come first, then the group's key and bucket, then the offset."""
+    param = Params()
+    param.values = list(params)
+    in_group = "".join(
+        f" AND {expression} = {param(value)}"
+        for expression, value in zip(spec.groups(), group, strict=True)
+        if value is not None
+    )
     row = tx.one(
-        f"SELECT duration_seconds FROM sessions WHERE {group_by} = ${n + 1} "
-        f"AND status = 'ended'{window} ORDER BY duration_seconds LIMIT 1 OFFSET ${n + 2}",
-        (*params, key, offset),
+        f"SELECT duration_seconds FROM sessions WHERE status = 'ended'{where}{in_group} "
+        f"ORDER BY duration_seconds LIMIT 1 OFFSET {param(offset)}",
+        param.values,
     )
     return float(row["duration_seconds"]) if row else None
 
 
 def _group_stats(
-    tx: Tx, group_by: str, key: Any, counts: dict[str, Any], window: str, params: list[Any]
+    tx: Tx,
+    spec: StatsSpec,
+    group: tuple[Any, Any],
+    counts: dict[str, Any],
+    where: str,
+    params: list[Any],
 ) -> dict[str, Any]:
     active, ended, crashed, abandoned = (
         int(counts.get(state, 0)) for state in ("active", "ended", "crashed", "abandoned")
@@ -184,10 +255,12 @@ def _group_stats(
 
     def percentile(p: int) -> float | None:
         rank = (ended * p + 99) // 100  # nearest rank: ceil(p% of n)
-        return _nth_duration(tx, group_by, key, rank - 1, window, params) if ended else None
+        return _nth_duration(tx, spec, group, rank - 1, where, params) if ended else None
 
+    key, bucket = group
     return stats_group(
         key=key,
+        bucket=format_micros(int(bucket)) if bucket is not None else None,
         total=active + finished,
         active=active,
         ended=ended,

@@ -14,6 +14,8 @@ from typing import Any
 from session_buddy.timestamps import format_micros
 
 GROUP_KEYS = ("component_name", "shell_type", "hostname", "username")
+# Time buckets of session_stats, by length in microseconds (weeks start on Monday, UTC).
+BUCKETS = {"hour": 3_600_000_000, "day": 86_400_000_000, "week": 604_800_000_000}
 FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id", "activity")
 
 
@@ -59,6 +61,7 @@ class StatsGroup:
     shares of finished (non-active) sessions, None while none finished."""
 
     key: str | None
+    bucket: str | None  # start of the hour/day/week (UTC) when stats are bucketed by time
     total: int
     active: int
     ended: int

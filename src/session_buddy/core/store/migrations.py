@@ -132,12 +132,18 @@ MIGRATIONS += (
     ),
 )
 
+# A session's event log is read and pruned by session; events of no session (an end
+# for an unknown one) by age, through a partial index only they pay for.
+_V3_INDEXES = (
+    "CREATE INDEX events_by_session ON events (session_id, id)",
+    "CREATE INDEX events_without_session ON events (received_us) WHERE session_id IS NULL",
+)
 MIGRATIONS += (
     Migration(
         3,
-        "exit codes in the signed 64-bit range (Windows crash codes)",
-        ("ALTER TABLE sessions ALTER COLUMN exit_code TYPE BIGINT",),
-        dialects=(("sqlite", ()),),  # SQLite's INTEGER is 64-bit already
+        "64-bit exit codes (Windows crash codes); event log by session, for reading and pruning",
+        ("ALTER TABLE sessions ALTER COLUMN exit_code TYPE BIGINT", *_V3_INDEXES),
+        dialects=(("sqlite", _V3_INDEXES),),  # SQLite's INTEGER is 64-bit already
     ),
 )
 

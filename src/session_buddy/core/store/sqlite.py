@@ -153,8 +153,11 @@ class SQLiteStore:
     def _migrate(self) -> None:
         """Apply pending migrations; the write lock is taken only when there are any."""
         connection = self._writer_connection
-        if schema_version(SQLiteTx(connection)) == LATEST_VERSION:
+        version = schema_version(SQLiteTx(connection))
+        if version == LATEST_VERSION:
             return
+        if version == 0:  # a new file: let pruning give space back (set before any table)
+            connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         connection.execute("BEGIN IMMEDIATE")
         try:
             apply_pending(SQLiteTx(connection), now_micros())

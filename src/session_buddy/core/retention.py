@@ -1,0 +1,119 @@
+"""Retention: deleting finished sessions that started before a cutoff, with their event
+log, in small write transactions so that no writer waits long behind a prune.
+
+Sessions go by start time, as `session_stats` windows do: stats of any window after the
+cutoff are unchanged. Active sessions are never pruned.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from session_buddy.core.store.base import Store, Tx
+
+FINISHED = ("ended", "crashed", "abandoned")
+TARGET_BATCH_SECONDS = 0.025  # each batch aims here, so that none holds the lock ~50 ms
+FIRST_BATCH = 200
+MAX_BATCH = 5000
+
+
+@dataclass
+class PruneReport:
+    sessions: int = 0
+    events: int = 0
+    batches: int = 0
+    longest_batch_ms: float = 0.0
+    seconds: float = 0.0
+    dry_run: bool = False
+    by_status: dict[str, int] = field(default_factory=dict)
+    pages_returned: int = 0  # SQLite pages given back to the file system
+
+
+def count_prunable(tx: Tx, cutoff_us: int) -> dict[str, Any]:
+    """What a prune at `cutoff_us` would delete: sessions by state, and events."""
+    rows = tx.all(
+        "SELECT status, COUNT(*) AS n FROM sessions WHERE status IN ($1, $2, $3) "
+        "AND started_us < $4 GROUP BY status",
+        (*FINISHED, cutoff_us),
+    )
+    events = tx.one(
+        "SELECT (SELECT COUNT(*) FROM events WHERE session_id IN (SELECT session_id FROM "
+        "sessions WHERE status IN ($1, $2, $3) AND started_us < $4)) + (SELECT COUNT(*) FROM "
+        "events WHERE session_id IS NULL AND received_us < $4) AS n",
+        (*FINISHED, cutoff_us),
+    )
+    return {
+        "by_status": {row["status"]: int(row["n"]) for row in rows},
+        "events": int(events["n"]) if events else 0,
+    }
+
+
+def prune_batch(tx: Tx, cutoff_us: int, limit: int) -> dict[str, Any]:
+    """Delete up to `limit` prunable sessions (oldest first) and their events; then, once
+    none are left, up to `limit` events of no session received before the cutoff."""
+    rows = tx.all(
+        "SELECT session_id, status FROM sessions WHERE status IN ($1, $2, $3) "
+        "AND started_us < $4 ORDER BY started_us LIMIT $5",
+        (*FINISHED, cutoff_us, limit),
+    )
+    by_status: dict[str, int] = {}
+    events = 0
+    for row in rows:
+        events += tx.run("DELETE FROM events WHERE session_id = $1", (row["session_id"],))
+        tx.run("DELETE FROM sessions WHERE session_id = $1", (row["session_id"],))
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    if not rows:
+        events = tx.run(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE session_id IS NULL "
+            "AND received_us < $1 LIMIT $2)",
+            (cutoff_us, limit),
+        )
+    return {"by_status": by_status, "events": events}
+
+
+async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> PruneReport:
+    """Prune in batches sized to TARGET_BATCH_SECONDS each (measured as it goes)."""
+    began = time.perf_counter()
+    if dry_run:
+        counted = await store.read(lambda tx: count_prunable(tx, cutoff_us))
+        return PruneReport(
+            sessions=sum(counted["by_status"].values()),
+            events=int(counted["events"]),
+            dry_run=True,
+            by_status=counted["by_status"],
+        )
+    report = PruneReport()
+    limit = FIRST_BATCH
+    while True:
+        started = time.perf_counter()
+        done = await store.write(functools.partial(prune_batch, cutoff_us=cutoff_us, limit=limit))
+        took = time.perf_counter() - started
+        removed = sum(done["by_status"].values())
+        if not removed and not done["events"]:
+            break
+        report.batches += 1
+        report.longest_batch_ms = max(report.longest_batch_ms, took * 1000)
+        report.sessions += removed
+        report.events += done["events"]
+        for status, count in done["by_status"].items():
+            report.by_status[status] = report.by_status.get(status, 0) + count
+        scale = TARGET_BATCH_SECONDS / max(took, 1e-4)
+        limit = max(10, min(MAX_BATCH, int(limit * min(2.0, max(0.5, scale)))))
+    if report.batches:
+        report.pages_returned = await store.write(_give_space_back)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _give_space_back(tx: Tx) -> int:
+    """SQLite: return the pages freed to the file system (files made with auto_vacuum
+    INCREMENTAL, as session-buddy makes them); 0 elsewhere."""
+    if tx.dialect != "sqlite":
+        return 0
+    free = tx.one("SELECT freelist_count AS n FROM pragma_freelist_count()")
+    tx.all("PRAGMA incremental_vacuum")
+    left = tx.one("SELECT freelist_count AS n FROM pragma_freelist_count()")
+    return int(free["n"] if free else 0) - int(left["n"] if left else 0)
