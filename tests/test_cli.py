@@ -68,7 +68,7 @@ def test_errors_are_explained_with_a_non_zero_exit(tmp_path: Path) -> None:
     )
     assert bad_metadata.returncode != 0 and "--metadata is not JSON" in bad_metadata.stderr
     bad_since = cli(tmp_path, "stats", "--since", "last tuesday", check=False)
-    assert bad_since.returncode != 0 and "Invalid since" in bad_since.stderr
+    assert bad_since.returncode != 0 and "Invalid value for '--since'" in bad_since.stderr
     bad_url = cli(tmp_path, "sessions", "list", "--database-url", "mysql://x", check=False)
     assert bad_url.returncode != 0 and "Unsupported database URL scheme" in bad_url.stderr
 

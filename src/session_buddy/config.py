@@ -7,6 +7,7 @@ variables; command-line flags override what it returns (`Settings.with_flags`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -22,10 +23,21 @@ SERVER_URL_ENV = "SESSION_BUDDY_SERVER_URL"
 TOKEN_ENV = "SESSION_BUDDY_TOKEN"
 SPOOL_ENV = "SESSION_BUDDY_SPOOL"
 SPOOL_MAX_ENV = "SESSION_BUDDY_SPOOL_MAX"
+RETENTION_ENV = "SESSION_BUDDY_RETENTION"
 
 DEFAULT_ABANDON_AFTER = timedelta(hours=24)
 DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
+
+
+_SPAN = re.compile(r"(\d+)\s*(s|m|min|h|d|w)", re.ASCII)
+_SPAN_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_span(text: str) -> timedelta | None:
+    """`30m`, `24h`, `90d`, `2w` as a timedelta; None when it is not one."""
+    found = _SPAN.fullmatch(text.strip().lower())
+    return timedelta(seconds=int(found[1]) * _SPAN_UNITS[found[2]]) if found else None
 
 
 def without_password(database_url: str) -> str:
@@ -34,6 +46,15 @@ def without_password(database_url: str) -> str:
     credentials, at, place = rest.rpartition("@")
     user, colon, _ = credentials.partition(":")
     return f"{scheme}{separator}{user}:***@{place}" if at and colon else database_url
+
+
+def _retention(value: str | None) -> timedelta | None:
+    if not value or value.strip().lower() == "off":
+        return None
+    found = parse_span(value)
+    if found is None:
+        raise ValueError(f"{RETENTION_ENV}={value!r}: use a duration such as 90d, or off")
+    return found
 
 
 class Settings(NamedTuple):
@@ -49,6 +70,7 @@ class Settings(NamedTuple):
     server_url: str | None = None
     token: str | None = None
     spool_max: int = DEFAULT_SPOOL_MAX
+    retention: timedelta | None = None  # the server prunes sessions older than this
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -72,6 +94,7 @@ class Settings(NamedTuple):
             token=environ.get(TOKEN_ENV) or None,
             spool_path=Path(spool) if spool else state_home / "session-buddy" / "spool.db",
             spool_max=int(environ.get(SPOOL_MAX_ENV) or DEFAULT_SPOOL_MAX),
+            retention=_retention(environ.get(RETENTION_ENV)),
         )
 
     def with_flags(self, **flags: Any) -> Settings:

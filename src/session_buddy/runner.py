@@ -11,7 +11,9 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
 
+from session_buddy import __version__
 from session_buddy.app.auth import TokenAuthority
 from session_buddy.app.metrics import COMPONENT_LABELS, SessionMetrics
 from session_buddy.app.service import SessionService
@@ -54,12 +56,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def reap_periodically(manager: SessionLifecycleManager, interval: float) -> None:
+async def reap_periodically(
+    manager: SessionLifecycleManager, interval: float, retention: timedelta | None
+) -> None:
+    """Every `interval`: abandon silent and gone sessions; with a `retention`, prune
+    finished sessions that started longer ago than that."""
     while True:
         try:
             reaped = await manager.reap()
             if reaped:
                 logger.info("reaper abandoned %d session(s): %s", len(reaped), ", ".join(reaped))
+            if retention is not None:
+                report = await manager.prune(datetime.now(UTC) - retention)
+                if report.sessions or report.events:
+                    logger.info(
+                        "retention pruned %d session(s) and %d event(s) in %d batch(es)",
+                        report.sessions,
+                        report.events,
+                        report.batches,
+                    )
         except Exception:
             logger.exception("reaper failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)
@@ -70,7 +85,9 @@ async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
     """The service with its store open and its reaper running; closes both on exit."""
     manager = SessionLifecycleManager(settings=settings)
     frequent = await manager.most_frequent_components(COMPONENT_LABELS)  # opens a reader now
-    reaper = asyncio.create_task(reap_periodically(manager, settings.reap_interval), name="reaper")
+    reaper = asyncio.create_task(
+        reap_periodically(manager, settings.reap_interval, settings.retention), name="reaper"
+    )
     try:
         yield SessionService(
             manager,
@@ -85,8 +102,21 @@ async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
         logger.info("session store closed")
 
 
+STDIO_BANNER = (
+    "session-buddy {version}: an MCP server on stdin/stdout, for an MCP client to start "
+    "(it is waiting for one now).\n"
+    "  database: {database}\n"
+    '  client configuration: {{"command": "session-buddy", "args": ["serve"]}}\n'
+    "  for HTTP instead: session-buddy serve --http    (Ctrl+C stops)"
+)
+
+
 async def serve_stdio(settings: Settings) -> None:
-    """Serve stdio until stdin closes or SIGINT/SIGTERM arrives."""
+    """Serve stdio until stdin closes or SIGINT/SIGTERM arrives; a person at a terminal
+    is told what this is."""
+    if sys.stderr.isatty():
+        database = without_password(settings.database_url)
+        print(STDIO_BANNER.format(version=__version__, database=database), file=sys.stderr)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in _STOP_SIGNALS:

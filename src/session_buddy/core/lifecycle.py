@@ -226,7 +226,7 @@ class SessionLifecycleManager:
         groups = await self.store.read(lambda tx: queries.session_stats(tx, spec))
         return {
             "group_by": group_by,
-            "bucket": bucket,
+            **({"bucket": bucket} if bucket else {}),
             "since": since if not isinstance(since, datetime) else since.isoformat(),
             "until": until if not isinstance(until, datetime) else until.isoformat(),
             "groups": groups,

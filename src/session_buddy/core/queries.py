@@ -179,15 +179,14 @@ class StatsSpec:
     since_us: int | None
     until_us: int | None
 
-    def groups(self) -> list[str]:
-        """The SQL expressions sessions are grouped by (key, then bucket start)."""
-        found = [self.group_by or "NULL"]
+    def groups(self) -> list[str | None]:
+        """The SQL expressions sessions are grouped by: key, then bucket start (None for
+        one not asked for)."""
+        bucket = None
         if self.bucket is not None:
             size, origin = BUCKETS[self.bucket], _WEEK_ORIGIN_US if self.bucket == "week" else 0
-            found.append(f"((started_us - {origin}) / {size}) * {size} + {origin}")
-        else:
-            found.append("NULL")
-        return found
+            bucket = f"((started_us - {origin}) / {size}) * {size} + {origin}"
+        return [self.group_by, bucket]
 
     def where(self, param: Params) -> str:
         clauses = [f"{column} = {param(value)}" for column, value in self.equals.items()]
@@ -205,10 +204,12 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
     param = Params()
     where = spec.where(param)
     key, bucket = spec.groups()
+    grouped = ", ".join(expression for expression in (key, bucket) if expression)
     rows = tx.all(
-        f"SELECT {key} AS key, {bucket} AS bucket, status, COUNT(*) AS n, "
-        f"SUM(duration_seconds) AS seconds FROM sessions WHERE 1 = 1{where} "
-        f"GROUP BY {key}, {bucket}, status ORDER BY {key}, {bucket}",
+        f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, status, "
+        f"COUNT(*) AS n, SUM(duration_seconds) AS seconds FROM sessions WHERE 1 = 1{where} "
+        f"GROUP BY {grouped + ', ' if grouped else ''}status"
+        f"{' ORDER BY ' + grouped if grouped else ''}",
         param.values,
     )
     counts: dict[tuple[Any, Any], dict[str, Any]] = {}
@@ -230,7 +231,7 @@ def _nth_duration(
     in_group = "".join(
         f" AND {expression} = {param(value)}"
         for expression, value in zip(spec.groups(), group, strict=True)
-        if value is not None
+        if expression is not None
     )
     row = tx.one(
         f"SELECT duration_seconds FROM sessions WHERE status = 'ended'{where}{in_group} "

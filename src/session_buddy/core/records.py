@@ -61,7 +61,6 @@ class StatsGroup:
     shares of finished (non-active) sessions, None while none finished."""
 
     key: str | None
-    bucket: str | None  # start of the hour/day/week (UTC) when stats are bucketed by time
     total: int
     active: int
     ended: int
@@ -72,6 +71,7 @@ class StatsGroup:
     duration_p95: float | None
     crash_rate: float | None
     abandon_rate: float | None
+    bucket: str | None = None  # start of the hour/day/week (UTC) when bucketed by time
 
 
 def _column(name: str) -> str:
@@ -97,5 +97,9 @@ def to_record(row: Any) -> dict[str, Any]:
 
 
 def stats_group(**values: Any) -> dict[str, Any]:
-    """A stats group as JSON, checked against the StatsGroup fields."""
-    return asdict(StatsGroup(**values))
+    """A stats group as JSON, checked against the StatsGroup fields (`bucket` only when
+    stats are bucketed by time)."""
+    group = asdict(StatsGroup(**values))
+    if group["bucket"] is None:
+        del group["bucket"]
+    return group

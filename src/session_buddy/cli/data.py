@@ -1,0 +1,343 @@
+"""Commands that look at stored sessions (`sessions`, `stats`) and keep the store
+(`reap`, `prune`, `db`). Reads go to a server with --server-url, else to the store,
+opened read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from session_buddy.cli import render
+from session_buddy.cli.app import (
+    Target,
+    console,
+    database_url_option,
+    json_option,
+    main,
+    print_json,
+    read_tool,
+    run_with_service,
+    transport_options,
+)
+from session_buddy.cli.when import Span, When
+from session_buddy.config import Settings, without_password
+from session_buddy.core.records import BUCKETS, GROUP_KEYS, SessionRecord, StatsGroup
+from session_buddy.core.states import ACTIVITIES, SessionStatus
+from session_buddy.timestamps import format_micros, to_micros
+
+F = TypeVar("F", bound=Callable[..., Any])
+READ_TIMEOUT = 30.0
+PAGE = 500
+
+
+def filter_options(command: F) -> F:
+    """The list_sessions filters, as flags."""
+    options = [
+        click.option("--status", type=click.Choice([status.value for status in SessionStatus])),
+        click.option("--active", is_flag=True, help="Only sessions running now (--status active)."),
+        click.option("--component", "component_name"),
+        click.option("--shell-type"),
+        click.option("--hostname"),
+        click.option("--username"),
+        click.option("--external-id", help="The client's own session id (e.g. Claude Code's)."),
+        click.option(
+            "--activity", type=click.Choice(ACTIVITIES), help="What active sessions do now."
+        ),
+        click.option(
+            "--since", "started_after", type=When(), help="Started at or after (e.g. 24h, 7d)."
+        ),
+        click.option("--until", "started_before", type=When(), help="Started before."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def chosen(active: bool, filters: dict[str, Any]) -> dict[str, Any]:
+    """The filters given (as tool arguments)."""
+    if active:
+        filters["status"] = "active"
+    return {name: value for name, value in filters.items() if value is not None}
+
+
+@main.group()
+def sessions() -> None:
+    """Look at stored sessions."""
+
+
+@sessions.command("list")
+@filter_options
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--cursor", help="next_cursor from a previous --json page.")
+@json_option
+@transport_options(timeout=READ_TIMEOUT)
+def list_command(as_json: bool, active: bool, target: Target, **filters: Any) -> None:
+    """List sessions, newest first."""
+    page = read_tool(target, "list_sessions", chosen(active, filters))
+    if as_json:
+        print_json(page)
+        return
+    out = console()
+    if not page["sessions"]:
+        click.echo("no sessions")
+        return
+    out.print(render.sessions_table(page["sessions"], out.width))
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@json_option
+@transport_options(timeout=READ_TIMEOUT)
+def show_command(session_id: str, as_json: bool, target: Target) -> None:
+    """Show one session, every field."""
+    record = read_tool(target, "get_session", {"session_id": session_id})
+    if record["status"] == "not_found":
+        if as_json:
+            print_json(record)
+        click.echo(f"Error: no session {session_id!r}", err=True)
+        sys.exit(1)
+    if as_json:
+        print_json(record)
+        return
+    from rich.table import Table
+
+    table = Table("field", "value", show_header=False, box=None)
+    for field, value in record.items():
+        if field == "status":
+            shown = render.state(record)
+        elif field.endswith("_at"):
+            shown = render.when(value)
+        elif field == "duration_seconds":
+            shown = render.took(record)
+        elif isinstance(value, dict):
+            shown = json.dumps(value)
+        else:
+            shown = "-" if value is None else str(value)
+        table.add_row(field, shown)
+    console().print(table)
+
+
+@sessions.command("events")
+@click.argument("session_id")
+@json_option
+@transport_options(timeout=READ_TIMEOUT)
+def events_command(session_id: str, as_json: bool, target: Target) -> None:
+    """A session's event log, oldest first, with each payload as it was received."""
+    log = read_tool(target, "list_session_events", {"session_id": session_id})
+    if as_json:
+        print_json(log["events"])
+        return
+    if not log["events"]:
+        click.echo(f"no events for {session_id!r}")
+        return
+    for event in log["events"]:
+        head = f"{render.when(event['received_at'])}  {event['event_type']}  {event['outcome']}"
+        click.echo(head)
+        click.echo("  " + json.dumps(event["payload"], sort_keys=True))
+
+
+EXPORT_FIELDS = [field.name for field in dataclasses.fields(SessionRecord)]
+
+
+@sessions.command("export")
+@filter_options
+@click.option("--format", "form", type=click.Choice(["csv", "ndjson"]), default="ndjson")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default: stdout).")
+@transport_options(timeout=READ_TIMEOUT)
+def export_command(active: bool, form: str, output: Any, target: Target, **filters: Any) -> None:
+    """Every matching session, newest first, streamed page by page (memory stays flat)."""
+    writer = csv.DictWriter(output, EXPORT_FIELDS, extrasaction="ignore") if form == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    count = 0
+    for record in _all_sessions(target, chosen(active, filters)):
+        if writer is not None:
+            flat = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()}
+            writer.writerow(flat)
+        else:
+            output.write(json.dumps(record, separators=(",", ":")) + "\n")
+        count += 1
+    click.echo(f"exported {count} session(s)", err=True)
+
+
+def _all_sessions(target: Target, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    cursor = None
+    while True:
+        arguments = filters | {"limit": PAGE} | ({"cursor": cursor} if cursor else {})
+        page = read_tool(target, "list_sessions", arguments)
+        yield from page["sessions"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return
+
+
+@main.command("stats")
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    type=click.Choice([*GROUP_KEYS, *BUCKETS]),
+    help="A grouping and/or a time bucket (hour, day, week); repeatable. Default: component_name.",
+)
+@filter_options
+@json_option
+@transport_options(timeout=READ_TIMEOUT)
+def stats_command(
+    by: tuple[str, ...], as_json: bool, active: bool, target: Target, **filters: Any
+) -> None:
+    """Counts, durations and failure rates per group (and time bucket).
+
+    Durations (mean, p50, p95) are of cleanly ended sessions only; rates are shares of
+    finished sessions."""
+    groups = [key for key in by if key in GROUP_KEYS]
+    buckets = [key for key in by if key in BUCKETS]
+    if len(groups) > 1 or len(buckets) > 1:
+        raise click.UsageError("--by takes at most one grouping and one time bucket")
+    arguments = chosen(active, filters)
+    arguments["since"] = arguments.pop("started_after", None)
+    arguments["until"] = arguments.pop("started_before", None)
+    arguments |= {
+        "group_by": groups[0] if groups else None,
+        "bucket": buckets[0] if buckets else None,
+    }
+    stats = read_tool(target, "session_stats", {k: v for k, v in arguments.items() if v})
+    if as_json:
+        print_json(stats)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    if stats.get("bucket"):
+        table.add_column(str(stats["bucket"]), no_wrap=True)
+    if stats.get("group_by"):
+        table.add_column(str(stats["group_by"]), no_wrap=True)
+    numbers = [f.name for f in dataclasses.fields(StatsGroup) if f.name not in ("key", "bucket")]
+    for name in numbers:
+        table.add_column(name.replace("duration_", "").replace("_", " "), justify="right")
+    for group in stats["groups"]:
+        row = []
+        if stats.get("bucket"):
+            row.append(render.bucket(group["bucket"], stats["bucket"]))
+        if stats.get("group_by"):
+            row.append(str(group["key"]))
+        row += [_stat(name, group[name]) for name in numbers]
+        table.add_row(*row)
+    console().print(table)
+
+
+def _stat(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name.startswith("duration"):
+        return render.duration(value)
+    if name.endswith("rate"):
+        return f"{value:.0%}"
+    return str(value)
+
+
+@main.command("reap")
+@database_url_option
+@json_option
+def reap_command(database_url: str | None, as_json: bool) -> None:
+    """Mark silent sessions, and local ones whose process is gone, as abandoned."""
+    reaped = run_with_service(database_url, lambda service: service.reap())
+    if as_json:
+        print_json({"abandoned": reaped})
+    else:
+        click.echo(f"abandoned {len(reaped)} session(s)")
+        for session_id in reaped:
+            click.echo(f"  {session_id}")
+
+
+@main.command("prune")
+@click.option("--older-than", type=Span(), help="Sessions that started this long ago (e.g. 90d).")
+@click.option("--before", type=When(), help="Sessions that started before this time.")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@database_url_option
+@json_option
+def prune_command(
+    older_than: Any, before: str | None, dry_run: bool, database_url: str | None, as_json: bool
+) -> None:
+    """Delete ended, crashed and abandoned sessions that started before a time, with
+    their event log, in small batches (writers never wait long). Active ones stay."""
+    if (older_than is None) == (before is None):
+        raise click.UsageError("give one of --older-than or --before")
+    cutoff = before or str(format_micros(to_micros(datetime.now(UTC) - older_than)))
+    report = run_with_service(
+        database_url, lambda service: service.manager.prune(cutoff, dry_run=dry_run)
+    )
+    if as_json:
+        print_json(dataclasses.asdict(report) | {"before": cutoff})
+        return
+    states = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items()))
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {report.sessions} session(s) started before {cutoff}"
+        + (f" ({states})" if states else "")
+        + f" and {report.events} event(s)"
+    )
+    if not dry_run and report.batches:
+        click.echo(
+            f"{report.batches} batch(es) in {report.seconds:.1f} s, the longest "
+            f"{report.longest_batch_ms:.0f} ms; {report.pages_returned} page(s) given back"
+        )
+
+
+@main.group()
+def db() -> None:
+    """Manage the session database."""
+
+
+@db.command("upgrade")
+@database_url_option
+def upgrade_command(database_url: str | None) -> None:
+    """Apply pending schema migrations (opening the store does this too)."""
+    from session_buddy.core.store import open_store
+
+    settings = Settings.from_environment().with_flags(database_url=database_url)
+    url = settings.database_url
+    try:
+        store = open_store(url, sqlite_synchronous=settings.sqlite_synchronous)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    asyncio.run(store.close())
+    click.echo(f"{without_password(url)}: schema up to date")
+
+
+@db.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@database_url_option
+def backup_command(path: str, database_url: str | None) -> None:
+    """Copy a live SQLite store to PATH, consistent, while it keeps serving (SQLite's
+    online backup). For PostgreSQL, use pg_dump."""
+    import sqlite3
+    from pathlib import Path
+
+    url = Settings.from_environment().with_flags(database_url=database_url).database_url
+    if not url.startswith("sqlite:///"):
+        raise click.ClickException(
+            f"{without_password(url)} is PostgreSQL: back it up with pg_dump"
+        )
+    source_path = Path(url.removeprefix("sqlite:///").split("?")[0])
+    if not source_path.is_file():
+        raise click.ClickException(f"no session database at {source_path}")
+    if Path(path).exists():
+        raise click.ClickException(f"{path} exists; give a new file")
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    target = sqlite3.connect(path)
+    try:
+        source.backup(target, pages=1024)  # in steps, so writers are not held up
+    finally:
+        target.close()
+        source.close()
+    click.echo(f"backed up {source_path} to {path}")
