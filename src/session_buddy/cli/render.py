@@ -3,6 +3,7 @@ colour, and tables that fit the terminal without cutting a session id."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 STATE_STYLES = {"active": "green", "ended": "blue", "crashed": "bold red", "abandoned": "yellow"}
-WIDE = 120  # from this many columns on, tables show every column
 
 
 def duration(seconds: float | None) -> str:
@@ -77,34 +77,54 @@ def took(record: dict[str, Any], now: datetime | None = None, *, say_running: bo
     return duration(record.get("duration_seconds"))
 
 
+# Column sets from the fullest to the barest: the first that fits the terminal is shown,
+# so the less useful columns go first and a session id is never cut.
+LAYOUTS = (
+    ("session id", "state", "shell", "host", "user", "pid", "started", "took"),
+    ("session id", "state", "host", "started", "took"),
+    ("session id", "state", "host", "age", "took"),
+    ("session id", "state", "age", "took"),
+    ("session id", "state", "age"),
+)
+_PLAIN_STATE = re.compile(r"\[/?[^\]]*\]")
+
+
+def _cells(record: dict[str, Any], now: datetime) -> dict[str, str]:
+    return {
+        "session id": record["session_id"],
+        "state": state(record),
+        "shell": record["shell_type"],
+        "host": record["hostname"],
+        "user": record["username"],
+        "pid": "-" if record["pid"] is None else str(record["pid"]),
+        "started": when(record["started_at"], now),
+        "age": age(parse_timestamp(record["started_at"]), now),
+        "took": took(record, now, say_running=False),
+    }
+
+
+def _width(text: str) -> int:
+    return len(_PLAIN_STATE.sub("", text))
+
+
 def sessions_table(sessions: list[dict[str, Any]], width: int) -> Table:
-    """Session id whole on one line, always; on a narrow terminal the less useful columns
-    (shell, user, pid) go first."""
+    """The fullest layout whose columns fit in `width`, each cell on one line."""
     from rich.table import Table
 
-    wide = width >= WIDE
-    longest = max((len(s["session_id"]) for s in sessions), default=10)
-    table = Table(box=None, pad_edge=False)
-    table.add_column("session id", no_wrap=True, min_width=longest)
-    table.add_column("state", no_wrap=True)
-    if wide:
-        table.add_column("shell", overflow="ellipsis", no_wrap=True)
-    table.add_column("host", overflow="ellipsis", no_wrap=True, max_width=20)
-    if wide:
-        table.add_column("user", overflow="ellipsis", no_wrap=True)
-        table.add_column("pid", justify="right")
-    table.add_column("started", no_wrap=True)
-    table.add_column("took" if wide else "time", justify="right", no_wrap=True)
     now = datetime.now(UTC)
-    for record in sessions:
-        row = [record["session_id"], state(record)]
-        if wide:
-            row.append(record["shell_type"])
-        row.append(record["hostname"])
-        if wide:
-            row += [record["username"], "-" if record["pid"] is None else str(record["pid"])]
-        row += [when(record["started_at"], now), took(record, now, say_running=wide)]
-        table.add_row(*row)
+    rows = [_cells(record, now) for record in sessions]
+
+    def needed(layout: tuple[str, ...]) -> int:
+        widest = [max(len(name), *(_width(row[name]) for row in rows)) for name in layout]
+        return sum(widest) + len(layout) - 1  # one space between collapsed columns
+
+    layout = next((cols for cols in LAYOUTS if needed(cols) <= width), LAYOUTS[-1])
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    for name in layout:
+        right = name in ("pid", "took")
+        table.add_column(name, no_wrap=True, justify="right" if right else "left")
+    for row in rows:
+        table.add_row(*(row[name] for name in layout))
     return table
 
 

@@ -122,13 +122,14 @@ class HttpTransport:
 
 
 def _refusal_reason(body: bytes, challenge: str | None) -> str:
-    """What the server said about refused credentials, from its JSON-RPC error or its
-    WWW-Authenticate challenge."""
+    """What the server said about refused credentials: its refusal's `error` (a JSON-RPC
+    error's `message` from older servers), else its WWW-Authenticate challenge."""
     try:
-        message = json.loads(body)["error"]["message"]
+        error = json.loads(body)["error"]
+        message = error.get("message") if isinstance(error, dict) else error
         if isinstance(message, str):
             return message
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     return challenge or "no reason given"
 
