@@ -33,3 +33,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_spool.py
 	$(BIN)/python benchmarks/bench_claude_hook.py
 	$(BIN)/python benchmarks/bench_queries.py
+	$(BIN)/python benchmarks/bench_retention.py

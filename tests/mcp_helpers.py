@@ -42,6 +42,22 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(
+    database_url: str, *args: str, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`session-buddy ARGS` on `database_url` (exit 0 checked unless `check` is off)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "session_buddy", *args],
+        env=server_env(database_url, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
 @contextmanager
 def http_server(
     database_url: str, *args: str, log: Path | None = None, port: int | None = None, **env: str

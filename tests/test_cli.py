@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from mcp_helpers import free_port, http_server, server_env
+from mcp_helpers import free_port, http_server, run_cli
 
 
 def cli(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = server_env(
-        f"sqlite:///{tmp_path / 'cli.db'}", SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db")
+    spool = str(tmp_path / "spool.db")
+    return run_cli(
+        f"sqlite:///{tmp_path / 'cli.db'}", *args, check=check, SESSION_BUDDY_SPOOL=spool
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "session_buddy", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:

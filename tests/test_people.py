@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from conftest import start_payload
-from mcp_helpers import http_server, server_env
+from mcp_helpers import http_server, run_cli, server_env
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.timestamps import now_iso
@@ -24,16 +24,8 @@ LONG = "a-component-with-a-rather-long-name"  # ids of 52 characters
 
 
 def cli(url: str, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "session_buddy", *args],
-        env=server_env(url, **({"COLUMNS": "80"} | env)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+    """The command at 80 columns, as in a narrow terminal (unless `env` says otherwise)."""
+    return run_cli(url, *args, check=check, **({"COLUMNS": "80"} | env))
 
 
 async def stored(url: str) -> dict[str, str]:

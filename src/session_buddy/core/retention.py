@@ -102,18 +102,30 @@ async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> Prune
             report.by_status[status] = report.by_status.get(status, 0) + count
         scale = TARGET_BATCH_SECONDS / max(took, 1e-4)
         limit = max(10, min(MAX_BATCH, int(limit * min(2.0, max(0.5, scale)))))
-    if report.batches:
-        report.pages_returned = await store.write(_give_space_back)
+    while report.batches:
+        returned = await store.write(_give_space_back)
+        report.pages_returned += returned
+        if not returned:
+            break
     report.seconds = time.perf_counter() - began
     return report
 
 
 def _give_space_back(tx: Tx) -> int:
-    """SQLite: return the pages freed to the file system (files made with auto_vacuum
-    INCREMENTAL, as session-buddy makes them); 0 elsewhere."""
+    """SQLite: return freed pages to the file system for up to TARGET_BATCH_SECONDS (files
+    made with auto_vacuum INCREMENTAL, as session-buddy makes them); 0 elsewhere. Each
+    run of the pragma, as Python's sqlite3 steps it, returns one page."""
     if tx.dialect != "sqlite":
         return 0
-    free = tx.one("SELECT freelist_count AS n FROM pragma_freelist_count()")
-    tx.all("PRAGMA incremental_vacuum")
-    left = tx.one("SELECT freelist_count AS n FROM pragma_freelist_count()")
-    return int(free["n"] if free else 0) - int(left["n"] if left else 0)
+
+    def free() -> int:
+        row = tx.one("SELECT freelist_count AS n FROM pragma_freelist_count()")
+        return int(row["n"]) if row else 0
+
+    before = free()
+    deadline = time.perf_counter() + TARGET_BATCH_SECONDS
+    for done in range(before):
+        tx.all("PRAGMA incremental_vacuum(1)")
+        if done % 16 == 15 and time.perf_counter() > deadline:
+            break
+    return before - free()

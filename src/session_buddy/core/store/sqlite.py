@@ -91,6 +91,9 @@ def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA busy_timeout = 10000")
     if writer:
+        # Takes effect only on a new file (before WAL and any table): pruning can then
+        # give space back. A no-op on an existing file.
+        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {synchronous}")
     else:
@@ -153,11 +156,8 @@ class SQLiteStore:
     def _migrate(self) -> None:
         """Apply pending migrations; the write lock is taken only when there are any."""
         connection = self._writer_connection
-        version = schema_version(SQLiteTx(connection))
-        if version == LATEST_VERSION:
+        if schema_version(SQLiteTx(connection)) == LATEST_VERSION:
             return
-        if version == 0:  # a new file: let pruning give space back (set before any table)
-            connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         connection.execute("BEGIN IMMEDIATE")
         try:
             apply_pending(SQLiteTx(connection), now_micros())
