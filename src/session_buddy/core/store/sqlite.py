@@ -91,9 +91,9 @@ def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA busy_timeout = 10000")
     if writer:
-        # Takes effect only on a new file (before WAL and any table): pruning can then
-        # give space back. A no-op on an existing file.
-        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        if connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            # A new file (set before WAL and any table): pruning can give space back.
+            connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {synchronous}")
     else:
