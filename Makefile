@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench browser
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/session-buddy serve --http
 
-test: install
+# Debian's chromium for the dashboard's browser tests (Playwright cannot download one
+# here); without apt or root they are skipped, and say so.
+browser:
+	@command -v chromium >/dev/null \
+	  || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null) \
+	  || (command -v apt-get >/dev/null && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null) \
+	  || echo "no chromium: the dashboard's browser tests will be skipped"
+
+test: install browser
 	$(BIN)/python -m pytest
 
 lint: install

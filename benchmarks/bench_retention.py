@@ -1,5 +1,5 @@
-"""Retention and export at scale, on one SQLite store of N finished sessions (default
-1,000,000, two events each):
+"""Retention and export at scale, on one SQLite store of N finished sessions of 2020
+(default 1,000,000, two events each):
 
 - `session-buddy sessions export` of every session: wall time and peak RSS;
 - 16 writers (start + end each, in process) for a while alone, then while `prune`
@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import os
 import resource
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,67 +27,11 @@ from typing import Any
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.timestamps import format_micros, parse_timestamp, to_micros
+from stores import create, fill
 
 WRITERS = 16
 OLD_START_US = 1_600_000_000_000_000  # September 2020: long before any cutoff
 CUTOFF = "2021-01-01T00:00:00Z"
-
-
-def fill(path: Path, count: int) -> None:
-    """`count` ended sessions of 2020 with their two events, inserted in bulk."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA synchronous = OFF")
-    connection.execute("BEGIN")
-    step = 10_000
-    for first in range(0, count, step):
-        sessions, events = [], []
-        for number in range(first, min(first + step, count)):
-            started = OLD_START_US + number * 1_000_000
-            session_id = f"old-{number}"
-            sessions.append(
-                (
-                    session_id,
-                    str(uuid.UUID(int=number)),
-                    "old",
-                    "Bench",
-                    1000 + number % 30000,
-                    f"host-{number % 50}",
-                    "bench",
-                    "/home/bench",
-                    "/srv",
-                    "3.11",
-                    "Linux",
-                    "ended",
-                    started,
-                    started + 60_000_000,
-                    started,
-                    started,
-                    60.0,
-                    "exit",
-                    0,
-                    "{}",
-                    '{"exit_code": 0}',
-                )
-            )
-            events += [
-                (started, "session_start", session_id, "tracked", '{"component_name": "old"}'),
-                (started + 60_000_000, "session_end", session_id, "ended", '{"exit_code": 0}'),
-            ]
-        connection.executemany(
-            "INSERT INTO sessions (session_id, event_id, component_name, shell_type, pid, "
-            "hostname, username, home, cwd, python_version, platform, status, started_us, "
-            "ended_us, last_seen_us, received_us, duration_seconds, end_reason, exit_code, "
-            "start_metadata, end_metadata) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            sessions,
-        )
-        connection.executemany(
-            "INSERT INTO events (received_us, event_type, session_id, outcome, payload) "
-            "VALUES (?, ?, ?, ?, ?)",
-            events,
-        )
-    connection.execute("COMMIT")
-    connection.close()
 
 
 def export_peak(url: str) -> tuple[float, float, int]:
@@ -212,9 +155,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sb-bench-retention-") as folder:
         path = Path(folder) / "sessions.db"
         url = f"sqlite:///{path}"
-        asyncio.run(SessionLifecycleManager(url).close())  # the schema
+        create(path)
         began = time.perf_counter()
-        fill(path, args.sessions)
+        fill(path, args.sessions, first_start_us=OLD_START_US, spacing_us=1_000_000)
         print(
             f"filled {args.sessions:,} sessions (+{2 * args.sessions:,} events) in "
             f"{time.perf_counter() - began:.1f} s; file {path.stat().st_size / 2**20:,.0f} MiB"

@@ -309,7 +309,7 @@ class SessionService:
         until: str | None,
         *,
         bucket: str | None = None,
-        **filters: str | None,
+        **filters: Any,
     ) -> dict[str, Any]:
         stats = await self.manager.session_stats(group_by, since, until, bucket=bucket, **filters)
         return stats | {"status": "ok"}

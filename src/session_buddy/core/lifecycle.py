@@ -209,11 +209,13 @@ class SessionLifecycleManager:
         until: str | datetime | None = None,
         *,
         bucket: str | None = None,
-        **filters: str | None,
+        percentiles: bool = True,
+        **filters: Any,
     ) -> dict[str, Any]:
         """Counts per state, durations and failure rates per group and/or per time
         `bucket` (hour, day, week), of sessions started in [since, until) that match the
-        `filters` (the list_sessions ones: status, component_name, ...)."""
+        `filters` (the list_sessions ones: status, component_name, ...). Without
+        `percentiles`, p50 and p95 are left out (None)."""
         queries.check_group_by(group_by)
         queries.check_bucket(bucket)
         unknown = sorted(set(filters) - set(FILTER_COLUMNS))
@@ -222,7 +224,9 @@ class SessionLifecycleManager:
         since_us, until_us = _micros(since, "since"), _micros(until, "until")
         if since_us is not None and until_us is not None and since_us > until_us:
             raise InvalidArgument("since", f"since ({since}) is later than until ({until})")
-        spec = queries.StatsSpec(group_by, bucket, _equals(filters), since_us, until_us)
+        spec = queries.StatsSpec(
+            group_by, bucket, _equals(filters), since_us, until_us, percentiles
+        )
         groups = await self.store.read(lambda tx: queries.session_stats(tx, spec))
         return {
             "group_by": group_by,
@@ -231,6 +235,21 @@ class SessionLifecycleManager:
             "until": until if not isinstance(until, datetime) else until.isoformat(),
             "groups": groups,
         }
+
+    async def overview(
+        self, since: str | datetime | None, limit: int = 20, **filters: str | None
+    ) -> dict[str, Any]:
+        """What a dashboard shows besides pages of sessions: the duration histogram of
+        cleanly ended sessions and the newest finished ones, since `since`."""
+        spec = queries.StatsSpec(None, None, _equals(filters), _micros(since, "since"), None)
+
+        def read(tx: Any) -> dict[str, Any]:
+            return {
+                "histogram": queries.duration_histogram(tx, spec),
+                "finished": queries.recent_finished(tx, spec, limit),
+            }
+
+        return await self.store.read(read)
 
     async def session_events(self, session_id: str) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: queries.session_events(tx, session_id))

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from session_buddy.app.auth import CLAIMS_STATE_KEY, READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.metrics import CONTENT_TYPE
 from session_buddy.app.service import SessionService
+from session_buddy.web.dashboard import register_dashboard
 from session_buddy.web.hooks import CLAUDE_HOOK_PATH, answer_claude_hook
 from session_buddy.web.middleware import (
     MAX_BODY_BYTES,
@@ -79,6 +80,8 @@ def build_http_app(
     registry = service.metrics
     if registry is None:
         raise ValueError("the HTTP app serves /metrics: give the service a SessionMetrics")
+
+    register_dashboard(server, service)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:

@@ -1,0 +1,250 @@
+"""The dashboard: `/` (what runs, what waits, what failed, per component), `/sessions`
+(a filtered page, the list_sessions filter names as query parameters) and
+`/sessions/{id}` (every field, the event log, linked sessions).
+
+Pages are rendered on the server (Jinja2, autoescaped; charts as SVG), work without
+JavaScript, and read at most one page of sessions plus indexed aggregates. With a secret
+set, a request without a `sessions:read` bearer token gets a page that asks for one;
+dashboard.js keeps the token in session storage and sends it as a header, never in a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from session_buddy import __version__
+from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
+from session_buddy.app.service import SessionService
+from session_buddy.core.errors import InvalidArgument
+from session_buddy.core.records import FILTER_COLUMNS, GROUP_KEYS
+from session_buddy.timestamps import format_micros, parse_timestamp, to_micros
+from session_buddy.web import charts
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+PAGE = 50
+STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+# Waiting for a person first, then failing, then the rest.
+ACTIVITY_ORDER = {"waiting_for_input": 0, "failing": 1, "working": 2, "idle": 3}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+templates = Environment(
+    loader=PackageLoader("session_buddy.web", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 24 else f"{hours // 24} d {hours % 24} h"
+
+
+def age(iso: str | None) -> str:
+    """`3 min ago` for a stored time; `-` for none."""
+    if not iso:
+        return "-"
+    seconds = (datetime.now(UTC) - parse_timestamp(iso)).total_seconds()
+    return human_duration(max(seconds, 0)) + " ago"
+
+
+templates.filters["duration"] = human_duration
+templates.filters["age"] = age
+
+
+def register_dashboard(server: Any, service: SessionService) -> None:
+    """Add the dashboard's routes to the MCP server's HTTP app."""
+
+    async def guarded(request: Request, page: Any) -> Response:
+        try:
+            bearer = bearer_token(request.headers.get("authorization"))
+            service.authorize(Caller(bearer), READ_SCOPE)
+        except AuthError as exc:
+            locked = templates.get_template("locked.html").render(
+                reason=str(exc) if request.headers.get("authorization") else None,
+                version=__version__,
+            )
+            return HTMLResponse(locked, status_code=401, headers=SECURITY_HEADERS)
+        began = time.perf_counter()
+        try:
+            html = await page(request)
+        except InvalidArgument as exc:
+            html = templates.get_template("error.html").render(message=str(exc))
+            return HTMLResponse(html, status_code=400, headers=SECURITY_HEADERS)
+        spent = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"  # server time, for people
+        return HTMLResponse(html, headers=SECURITY_HEADERS | {"Server-Timing": spent})
+
+    async def overview(request: Request) -> str:
+        return await _overview(service, request)
+
+    async def sessions(request: Request) -> str:
+        return await _sessions(service, request)
+
+    async def detail(request: Request) -> str:
+        return await _detail(service, request)
+
+    for path, page in (
+        ("/", overview),
+        ("/sessions", sessions),
+        ("/sessions/{session_id}", detail),
+    ):
+
+        async def route(request: Request, page: Any = page) -> Response:
+            return await guarded(request, page)
+
+        server.custom_route(path, methods=["GET"])(route)
+
+    @server.custom_route("/static/{name}", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return Response("not found", status_code=404, media_type="text/plain")
+        body = resources.files("session_buddy.web").joinpath("static", name).read_bytes()
+        headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
+        return Response(body, media_type=STATIC[name], headers=headers)
+
+
+def _filters(request: Request) -> dict[str, str]:
+    """The list_sessions filters in the query string (empty ones dropped)."""
+    names = (*FILTER_COLUMNS, "started_after", "started_before")
+    return {name: value for name in names if (value := request.query_params.get(name, ""))}
+
+
+def _window(request: Request) -> tuple[str, str, str | None]:
+    """(window name, since, until) from `window` (24h, 7d, 30d) or a custom range."""
+    custom = request.query_params.get("started_after")
+    if custom:
+        return "custom", custom, request.query_params.get("started_before") or None
+    name = request.query_params.get("window", "24h")
+    if name not in WINDOWS:
+        raise InvalidArgument("window", f"Invalid window {name!r}: use one of {', '.join(WINDOWS)}")
+    since = datetime.now(UTC) - WINDOWS[name]
+    return name, str(format_micros(to_micros(since))), None
+
+
+def _bucket_label(bucket: str) -> Any:
+    def label(group: dict[str, Any]) -> str:
+        start = parse_timestamp(group["bucket"]).astimezone()
+        return start.strftime("%H:00" if bucket == "hour" else "%m-%d")
+
+    return label
+
+
+async def _overview(service: SessionService, request: Request) -> str:
+    filters = {k: v for k, v in _filters(request).items() if k in GROUP_KEYS}
+    window, since, until = _window(request)
+    active = await service.list_sessions(status="active", limit=PAGE, **filters)
+    waiting = sorted(
+        active["sessions"], key=lambda s: (ACTIVITY_ORDER.get(s["activity"] or "", 4),)
+    )
+    bucket = "hour" if window == "24h" else "day"
+    per_bucket = await service.manager.session_stats(
+        None, since, until, bucket=bucket, percentiles=False, **filters
+    )
+    per_component = await service.session_stats("component_name", since, until, **filters)
+    seen = await service.manager.overview(since, 20, **filters)
+    overall = await service.session_stats(None, since, until, **filters)
+    total = overall["groups"][0] if overall["groups"] else None
+    components = [_crash_free(group) for group in per_component["groups"]]
+    return templates.get_template("overview.html").render(
+        page="overview",
+        version=__version__,
+        filters=filters,
+        query=urlencode(filters),
+        window=window,
+        windows=list(WINDOWS),
+        since=since,
+        active=waiting,
+        more_active=active["next_cursor"] is not None,
+        finished=seen["finished"],
+        components=components,
+        bars=charts.stacked_bars(
+            per_bucket["groups"], _bucket_label(bucket), f"sessions per {bucket} by final state"
+        ),
+        histogram=charts.histogram(
+            seen["histogram"],
+            total["duration_p50"] if total else None,
+            total["duration_p95"] if total else None,
+        ),
+        total=_crash_free(total) if total else None,
+    )
+
+
+def _crash_free(group: dict[str, Any]) -> dict[str, Any]:
+    """Sentry's crash-free rates: share of sessions not crashed, and not crashed or
+    abandoned (of every session counted)."""
+    total = int(group["total"]) or 1
+    return group | {
+        "crash_free": 1 - int(group["crashed"]) / total,
+        "crash_and_abandon_free": 1 - (int(group["crashed"]) + int(group["abandoned"])) / total,
+    }
+
+
+async def _sessions(service: SessionService, request: Request) -> str:
+    filters = _filters(request)
+    cursor = request.query_params.get("cursor") or None
+    page = await service.list_sessions(**filters, limit=PAGE, cursor=cursor)
+    next_query = (
+        urlencode(filters | {"cursor": page["next_cursor"]}) if page["next_cursor"] else None
+    )
+    return templates.get_template("sessions.html").render(
+        page="sessions",
+        version=__version__,
+        filters=filters,
+        statuses=("active", "ended", "crashed", "abandoned"),
+        sessions=page["sessions"],
+        next_query=next_query,
+        first_query=urlencode(filters) if cursor else None,
+    )
+
+
+async def _detail(service: SessionService, request: Request) -> str:
+    session_id = request.path_params["session_id"]
+    record = await service.get_session(session_id)
+    events = (
+        await service.manager.session_events(session_id)
+        if record.get("status") != "not_found"
+        else []
+    )
+    children = []
+    if record.get("external_id") and record.get("status") != "not_found":
+        linked = await service.list_sessions(external_id=record["external_id"], limit=PAGE)
+        children = [s for s in linked["sessions"] if s["session_id"] != session_id]
+    return templates.get_template("detail.html").render(
+        page="detail",
+        version=__version__,
+        record=record,
+        found=record.get("status") != "not_found",
+        events=events,
+        same_external=children,
+        pretty=_pretty,
+    )
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

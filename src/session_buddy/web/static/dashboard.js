@@ -1,0 +1,108 @@
+// session-buddy dashboard: the token of a secured server (session storage, sent as a
+// header, never in a URL), a refresh every few seconds that keeps filters and scroll,
+// and sortable tables. The pages work without it.
+"use strict";
+
+const TOKEN_KEY = "session-buddy-token";
+const REFRESH_MS = 5000;
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+async function fetchPage(url) {
+  const headers = {};
+  if (token()) headers.Authorization = "Bearer " + token();
+  const answer = await fetch(url, { headers, credentials: "omit", cache: "no-store" });
+  const text = await answer.text();
+  return new DOMParser().parseFromString(text, "text/html");
+}
+
+function swap(doc) {
+  const fresh = doc.getElementById("main");
+  const main = document.getElementById("main");
+  if (!fresh || !main) return;
+  main.replaceWith(fresh);
+  document.title = doc.title;
+  wire();
+}
+
+async function show(url, push) {
+  const doc = await fetchPage(url);
+  if (push) history.pushState({}, "", url);
+  swap(doc);
+}
+
+function busy() {
+  const active = document.activeElement;
+  return active && active.closest && active.closest("form");
+}
+
+async function refresh() {
+  if (document.hidden || busy()) return;
+  const x = window.scrollX;
+  const y = window.scrollY;
+  await show(location.href, false);
+  window.scrollTo(x, y);
+}
+
+function sortBy(table, column, th) {
+  const body = table.tBodies[0];
+  const ascending = th.getAttribute("aria-sort") !== "ascending";
+  const key = (row) => {
+    const cell = row.cells[column];
+    const raw = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
+    const number = Number(raw);
+    return raw !== "" && !Number.isNaN(number) ? number : raw.toLowerCase();
+  };
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (ascending ? 1 : -1));
+  table.querySelectorAll("th").forEach((h) => h.removeAttribute("aria-sort"));
+  th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+  rows.forEach((row) => body.appendChild(row));
+}
+
+function wire() {
+  document.querySelectorAll("table.sortable th").forEach((th, index) => {
+    th.tabIndex = 0;
+    th.addEventListener("click", () => sortBy(th.closest("table"), th.cellIndex, th));
+  });
+  const form = document.getElementById("token-form");
+  if (form) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
+      show(location.href, false);
+    });
+  }
+}
+
+// With a token, links and filter forms load through fetch (the header cannot ride on a
+// plain navigation); without one the browser navigates as usual.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest("a[href]");
+  if (!token() || !link || link.origin !== location.origin || event.ctrlKey || event.metaKey) return;
+  event.preventDefault();
+  show(link.href, true);
+});
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!token() || form.id === "token-form" || form.method.toLowerCase() !== "get") return;
+  event.preventDefault();
+  const query = new URLSearchParams(new FormData(form));
+  for (const [name, value] of Array.from(query.entries())) if (!value) query.delete(name);
+  const url = new URL(form.action, location.href);
+  url.search = query.toString();
+  show(url.href, true);
+});
+
+window.addEventListener("popstate", () => show(location.href, false));
+
+document.addEventListener("DOMContentLoaded", () => {
+  wire();
+  const main = document.getElementById("main");
+  if (main && main.dataset.page === "" && token()) show(location.href, false);
+  document.getElementById("refresh").hidden = false;
+  setInterval(refresh, REFRESH_MS);
+});

@@ -1,0 +1,278 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), against a
+real server seeded with sessions in every state and activity, from several hosts and
+components, some carrying XSS probes. Screenshots go to artifacts/dashboard/."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from conftest import start_payload
+from mcp_helpers import http_server, server_env
+from session_buddy.app.service import SessionService
+from session_buddy.core import SessionLifecycleManager
+from session_buddy.timestamps import format_micros, now_micros
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "dashboard"
+SECRET = "dashboard-secret"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must install Debian's chromium for the dashboard tests")
+    pytest.skip("needs Debian's chromium (apt install chromium)", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+
+class ProbeCatcher(http.server.BaseHTTPRequestHandler):
+    """Counts any request at all: an XSS probe that ran would call here."""
+
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        ProbeCatcher.hits.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def probe() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ProbeCatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def seed(url: str, probe: str) -> dict[str, str]:
+    """Sessions in every state and activity, on three hosts, four components; probes in
+    metadata, cwd, end reasons and host names. Returns a few ids by role."""
+    xss = f'<script>fetch("{probe}/script")</script><img src="{probe}/img" onerror="alert(1)">'
+    ids: dict[str, str] = {}
+    async with SessionLifecycleManager(url, abandon_after=1) as reaper:
+        ids["abandoned"] = str((await SessionService(reaper).start(start_payload())).session_id)
+        await asyncio.sleep(1.1)
+        await reaper.reap()  # silent for longer than abandon_after: abandoned, with evidence
+    now = now_micros()
+    async with SessionLifecycleManager(url) as manager:
+        service = SessionService(manager)
+        for number in range(24):
+            started = format_micros(now - (number + 1) * 1_800_000_000)
+            component = ("web", "worker", "backup", "claude-code")[number % 4]
+            event = start_payload(
+                component_name=component,
+                hostname=f"host-{number % 3}" if number != 5 else f'evil"><b>{xss}',
+                timestamp=started,
+                pid=6000 + number,
+                metadata={"note": xss} if number == 2 else {},
+            )
+            event["environment"]["cwd"] = f"/srv/{xss}" if number == 4 else "/srv/app"
+            session_id = str((await service.start(event)).session_id)
+            ids.setdefault(component, session_id)
+            if number % 6 == 0:
+                continue  # stays active
+            code = 139 if number % 5 == 0 else 0
+            ended = format_micros(now - (number + 1) * 1_800_000_000 + (60 + number * 40) * 10**6)
+            reason = xss if number == 7 else "exit"
+            metadata = {"exit_code": code, "exit_reason": reason}
+            await service.end({"session_id": session_id, "timestamp": ended, "metadata": metadata})
+        for activity, claude_id in [("waiting_for_input", "cl-wait"), ("working", "cl-work")]:
+            event = start_payload(
+                component_name="claude-code",
+                hostname="laptop",
+                timestamp=format_micros(now - 60_000_000),
+                pid=None,
+                metadata={"external_id": claude_id},
+            )
+            ids[claude_id] = str((await service.start(event)).session_id)
+            await manager.heartbeat(None, None, activity=activity, external_id=claude_id)
+    return ids
+
+
+def in_a_thread(work: Any) -> Any:
+    """Run a coroutine to its end on a thread of its own (Playwright's sync API keeps an
+    event loop running on this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, probe: str
+) -> Iterator[tuple[str, dict[str, str]]]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{folder / 'dashboard.db'}"
+    ids = in_a_thread(seed(url, probe))
+    with http_server(url) as (base, _):
+        yield base, ids
+
+
+def watched(browser: Browser, **options: Any) -> tuple[Page, list[str]]:
+    """A page whose dialogs and console errors are recorded."""
+    page = browser.new_page(**options)
+    seen: list[str] = []
+    page.on("dialog", lambda dialog: (seen.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.on("pageerror", lambda error: seen.append(f"error: {error}"))
+    return page, seen
+
+
+def shoot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_the_overview_shows_each_section(
+    browser: Browser, site: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = site
+    page, seen = watched(browser, viewport={"width": 1280, "height": 800})
+    page.goto(f"{base}/")
+    for section in ("now", "ends", "components"):
+        assert page.locator(f"#{section}").is_visible()
+        page.locator(f"#{section}").screenshot(path=str(ARTIFACTS / f"section-{section}.png"))
+    first = page.locator("#now tbody tr").first
+    assert ids["cl-wait"] in first.inner_text() and "waiting for input" in first.inner_text()
+    assert page.locator("#ends .state-crashed").count() >= 1
+    assert page.locator("#components svg.chart").count() == 2
+    assert page.locator("#components svg rect.state-crashed").count() >= 1
+    assert "crash-free" in page.locator("#components").inner_text()
+    for row in page.locator("#now tbody tr a.sid").all():
+        assert row.get_attribute("href") == f"/sessions/{row.inner_text()}"
+    shoot(page, "overview")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shoot(page, "overview-phone")
+    assert seen == []
+
+
+def test_xss_probes_are_inert(
+    browser: Browser, site: tuple[str, dict[str, str]], probe: str
+) -> None:
+    base, ids = site
+    ProbeCatcher.hits.clear()
+    page, seen = watched(browser)
+    for path in ("/", "/sessions", f"/sessions/{ids['backup']}", "/sessions?hostname=x"):
+        page.goto(f"{base}{path}")
+        page.wait_for_timeout(300)
+    page.goto(f"{base}/sessions")
+    assert "<script>" in page.locator("#list").inner_text()  # shown as text
+    assert seen == [] and ProbeCatcher.hits == []
+    headers = page.request.get(f"{base}/").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_filters_change_rows_and_url(browser: Browser, site: tuple[str, dict[str, str]]) -> None:
+    base, _ = site
+    page, seen = watched(browser)
+    page.goto(f"{base}/sessions")
+    page.fill("input[name=component_name]", "worker")
+    page.select_option("select[name=status]", "ended")
+    page.click("form.filters button")
+    page.wait_for_url("**/sessions?*component_name=worker*")
+    assert "status=ended" in page.url
+    rows = page.locator("#list tbody tr")
+    assert rows.count() >= 1
+    for row in rows.all():
+        text = row.inner_text()
+        assert "worker" in text and "ended" in text
+    shoot(page, "sessions-filtered")
+    page.goto(f"{base}/?window=7d&hostname=host-1")
+    assert page.locator("select[name=window]").input_value() == "7d"
+    assert page.locator("input[name=hostname]").input_value() == "host-1"
+    assert seen == []
+
+
+def test_detail_shows_fields_event_log_and_links(
+    browser: Browser, site: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = site
+    page, seen = watched(browser)
+    page.goto(f"{base}/sessions")
+    page.click(f"a.sid:text-is('{ids['worker']}')")
+    page.wait_for_url(f"**/sessions/{ids['worker']}")
+    log = page.locator("ol.events li")
+    assert log.count() == 2
+    assert "session_start" in log.nth(0).inner_text() and "session_end" in log.nth(1).inner_text()
+    assert '"component_name": "worker"' in log.nth(0).locator("pre").inner_text()
+    assert "hostname" in page.locator("dl.fields").inner_text()
+    shoot(page, "detail")
+    page.goto(f"{base}/sessions/no-such-session")
+    assert "No session" in page.locator("#detail").inner_text()
+    assert seen == []
+
+
+def test_tables_work_without_javascript(browser: Browser, site: tuple[str, dict[str, str]]) -> None:
+    base, _ = site
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{base}/sessions?status=active")
+    assert page.locator("#list tbody tr").count() >= 3
+    page.goto(f"{base}/")
+    assert page.locator("#now tbody tr").count() >= 3
+    context.close()
+
+
+def test_the_page_refreshes_itself_keeping_filters(
+    browser: Browser, site: tuple[str, dict[str, str]]
+) -> None:
+    base, _ = site
+    page, seen = watched(browser)
+    page.goto(f"{base}/sessions?status=active")
+    page.evaluate("document.getElementById('list').dataset.marker = 'old'")
+    marker = "document.getElementById('list').dataset.marker || 'fresh'"
+    for _ in range(60):  # the CSP forbids wait_for_function's eval: poll from here
+        if page.evaluate(marker) != "old":
+            break
+        page.wait_for_timeout(200)
+    assert page.evaluate(marker) == "fresh"  # the section was replaced by a newer one
+    assert page.url.endswith("/sessions?status=active")
+    assert seen == []
+
+
+def test_a_secured_dashboard_asks_for_a_token(browser: Browser, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'secured.db'}"
+    in_a_thread(seed(url, "http://127.0.0.1:9"))
+    minted = subprocess.run(
+        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:read"],
+        env=server_env(url, SESSION_BUDDY_SECRET=SECRET),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    with http_server(url, SESSION_BUDDY_SECRET=SECRET) as (base, _):
+        page, seen = watched(browser)
+        answer = page.goto(f"{base}/")
+        assert answer is not None and answer.status == 401
+        assert page.locator("#token").is_visible() and page.locator("#now").count() == 0
+        shoot(page, "locked")
+        page.fill("#token", minted)
+        page.click("#token-form button")
+        page.wait_for_selector("#now")
+        assert minted not in page.url
+        assert page.evaluate("sessionStorage.getItem('session-buddy-token')") == minted
+        page.click("nav a[href='/sessions']")
+        page.wait_for_selector("#list tbody tr")
+        assert page.url == f"{base}/sessions" and minted not in page.url
+        shoot(page, "unlocked-sessions")
+        assert seen == []
