@@ -42,3 +42,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_claude_hook.py
 	$(BIN)/python benchmarks/bench_queries.py
 	$(BIN)/python benchmarks/bench_retention.py
+	$(BIN)/python benchmarks/bench_dashboard.py
