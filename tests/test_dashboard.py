@@ -200,6 +200,9 @@ def test_filters_change_rows_and_url(browser: Browser, site: tuple[str, dict[str
     page.goto(f"{base}/?window=7d&hostname=host-1")
     assert page.locator("select[name=window]").input_value() == "7d"
     assert page.locator("input[name=hostname]").input_value() == "host-1"
+    page.goto(f"{base}/?started_after=2000-01-01T00:00:00Z")  # a custom window
+    assert page.locator("input[name=started_after]").input_value() == "2000-01-01T00:00:00Z"
+    assert "since 2000-01-01 00:00Z" in page.locator("#components h2").inner_text()
     assert seen == []
 
 

@@ -178,6 +178,8 @@ async def _overview(service: SessionService, request: Request) -> str:
         query=urlencode(filters),
         window=window,
         windows=list(WINDOWS),
+        custom_from=since if window == "custom" else "",
+        custom_to=until or "",
         since=since,
         active=waiting,
         more_active=active["next_cursor"] is not None,
