@@ -39,9 +39,7 @@ def wall_ms(client: httpx2.Client, url: str) -> float:
 def report(name: str, samples: list[float], floor: float) -> None:
     ordered = sorted(samples)
     p50, p95 = statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
-    print(
-        f"{name:<44}: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  = {p50 / floor:5.1f} x /healthz (p50)"
-    )
+    print(f"{name:<52}: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  = {p50 / floor:5.1f} x /healthz")
 
 
 def main() -> None:

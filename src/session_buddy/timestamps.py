@@ -86,3 +86,35 @@ def now_micros() -> int:
 def now_iso() -> str:
     """The current instant as ISO 8601 UTC text (microseconds, `Z`)."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def human_duration(seconds: float | None) -> str:
+    """A duration for people: `4.2s`, `42s`, `5m 03s`, `1h 10m`, `3d 4h`; `-` for none."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def human_age(then: datetime, now: datetime) -> str:
+    """How long ago, in words: `just now`, `3 min ago`, `2 h ago`, `6 days ago`."""
+    seconds = (now - then).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    days = int(seconds // 86400)
+    return f"{days} day{'s' if days > 1 else ''} ago"

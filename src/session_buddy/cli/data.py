@@ -31,7 +31,7 @@ from session_buddy.cli.when import Span, When
 from session_buddy.config import Settings, without_password
 from session_buddy.core.records import BUCKETS, GROUP_KEYS, SessionRecord, StatsGroup
 from session_buddy.core.states import ACTIVITIES, SessionStatus
-from session_buddy.timestamps import format_micros, to_micros
+from session_buddy.timestamps import format_micros, human_duration, to_micros
 
 F = TypeVar("F", bound=Callable[..., Any])
 READ_TIMEOUT = 30.0
@@ -239,7 +239,7 @@ def _stat(name: str, value: Any) -> str:
     if value is None:
         return "-"
     if name.startswith("duration"):
-        return render.duration(value)
+        return human_duration(value)
     if name.endswith("rate"):
         return f"{value:.0%}"
     return str(value)

@@ -7,44 +7,12 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from session_buddy.timestamps import parse_timestamp
+from session_buddy.timestamps import human_age, human_duration, parse_timestamp
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 STATE_STYLES = {"active": "green", "ended": "blue", "crashed": "bold red", "abandoned": "yellow"}
-
-
-def duration(seconds: float | None) -> str:
-    """`42s`, `5m 03s`, `1h 10m`, `3d 4h`; `-` for none."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def age(then: datetime, now: datetime) -> str:
-    """How long ago, in words: `just now`, `3 min ago`, `2 h ago`, `6 days ago`."""
-    seconds = (now - then).total_seconds()
-    if seconds < 0:
-        return "in the future"
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h ago"
-    days = int(seconds // 86400)
-    return f"{days} day{'s' if days > 1 else ''} ago"
 
 
 def when(iso: str | None, now: datetime | None = None) -> str:
@@ -56,7 +24,7 @@ def when(iso: str | None, now: datetime | None = None) -> str:
     instant = parse_timestamp(iso)
     local, local_now = instant.astimezone(), now.astimezone()
     shown = local.strftime("%H:%M" if local.date() == local_now.date() else "%Y-%m-%d %H:%M")
-    return f"{shown} ({age(instant, now)})"
+    return f"{shown} ({human_age(instant, now)})"
 
 
 def state(record: dict[str, Any]) -> str:
@@ -72,9 +40,9 @@ def took(record: dict[str, Any], now: datetime | None = None, *, say_running: bo
     """How long a session took, or for an active one how long it has run so far."""
     if record["status"] == "active":
         now = now or datetime.now(UTC)
-        ran = duration((now - parse_timestamp(record["started_at"])).total_seconds())
+        ran = human_duration((now - parse_timestamp(record["started_at"])).total_seconds())
         return f"running {ran}" if say_running else ran
-    return duration(record.get("duration_seconds"))
+    return human_duration(record.get("duration_seconds"))
 
 
 # Column sets from the fullest to the barest: the first that fits the terminal is shown,
@@ -98,7 +66,7 @@ def _cells(record: dict[str, Any], now: datetime) -> dict[str, str]:
         "user": record["username"],
         "pid": "-" if record["pid"] is None else str(record["pid"]),
         "started": when(record["started_at"], now),
-        "age": age(parse_timestamp(record["started_at"]), now),
+        "age": human_age(parse_timestamp(record["started_at"]), now),
         "took": took(record, now, say_running=False),
     }
 

@@ -26,7 +26,13 @@ from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import SessionService
 from session_buddy.core.errors import InvalidArgument
 from session_buddy.core.records import FILTER_COLUMNS, GROUP_KEYS
-from session_buddy.timestamps import format_micros, parse_timestamp, to_micros
+from session_buddy.timestamps import (
+    format_micros,
+    human_age,
+    human_duration,
+    parse_timestamp,
+    to_micros,
+)
 from session_buddy.web import charts
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -52,29 +58,21 @@ templates = Environment(
 )
 
 
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours < 24 else f"{hours // 24} d {hours % 24} h"
-
-
 def age(iso: str | None) -> str:
     """`3 min ago` for a stored time; `-` for none."""
     if not iso:
         return "-"
-    seconds = (datetime.now(UTC) - parse_timestamp(iso)).total_seconds()
-    return human_duration(max(seconds, 0)) + " ago"
+    return human_age(parse_timestamp(iso), datetime.now(UTC))
+
+
+def elapsed(iso: str) -> str:
+    """How long since a stored time: an active session's running time."""
+    return human_duration((datetime.now(UTC) - parse_timestamp(iso)).total_seconds())
 
 
 templates.filters["duration"] = human_duration
 templates.filters["age"] = age
+templates.filters["elapsed"] = elapsed
 
 
 def register_dashboard(server: Any, service: SessionService) -> None:
