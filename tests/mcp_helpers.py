@@ -58,6 +58,14 @@ def run_cli(
     return done
 
 
+def mint_token(database_url: str, secret: str, scope: str) -> str:
+    """A token from `session-buddy token create` for a server with `secret`."""
+    created = run_cli(
+        database_url, "token", "create", "--scope", scope, SESSION_BUDDY_SECRET=secret
+    )
+    return created.stdout.split()[-1]
+
+
 @contextmanager
 def http_server(
     database_url: str, *args: str, log: Path | None = None, port: int | None = None, **env: str

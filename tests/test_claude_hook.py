@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mcp_helpers import free_port, http_server, server_env, spooled
+from mcp_helpers import free_port, http_server, mint_token, server_env, spooled
 from session_buddy.core import SessionLifecycleManager
 
 CLAUDE_ID = "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c47"
@@ -156,15 +156,9 @@ def secured_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     sessions:write token (the least a hook needs) from `session-buddy token create`."""
     secret = "claude-hook-secret"
     database_url = f"sqlite:///{tmp_path / 'claude.db'}"
-    created = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:write"],
-        env=server_env(database_url, SESSION_BUDDY_SECRET=secret),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    token = mint_token(database_url, secret, "sessions:write")
     with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):
-        yield base, created.stdout.split()[-1]
+        yield base, token
 
 
 def reap(tmp_path: Path) -> list[str]:

@@ -8,8 +8,6 @@ import asyncio
 import http.server
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +17,7 @@ from typing import Any, ClassVar
 import pytest
 
 from conftest import start_payload
-from mcp_helpers import http_server, server_env
+from mcp_helpers import http_server, mint_token
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.timestamps import format_micros, now_micros
@@ -256,13 +254,7 @@ def test_the_page_refreshes_itself_keeping_filters(
 def test_a_secured_dashboard_asks_for_a_token(browser: Browser, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'secured.db'}"
     in_a_thread(seed(url, "http://127.0.0.1:9"))
-    minted = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", "sessions:read"],
-        env=server_env(url, SESSION_BUDDY_SECRET=SECRET),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+    minted = mint_token(url, SECRET, "sessions:read")
     with http_server(url, SESSION_BUDDY_SECRET=SECRET) as (base, _):
         page, seen = watched(browser)
         answer = page.goto(f"{base}/")

@@ -18,21 +18,14 @@ import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import start_payload
-from mcp_helpers import INITIALIZE, http_client, http_server, server_env, structured
+from mcp_helpers import INITIALIZE, http_client, http_server, mint_token, server_env, structured
 
 SECRET = "hardening-secret"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 def token(database_url: str, scope: str) -> str:
-    created = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "token", "create", "--scope", scope],
-        env=server_env(database_url, SESSION_BUDDY_SECRET=SECRET),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return created.stdout.split()[-1]
+    return mint_token(database_url, SECRET, scope)
 
 
 def rss_kib(pid: int) -> int:
