@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mcp_helpers import free_port, http_server, mint_token, server_env, spooled
+from mcp_helpers import free_port, http_server, mint_token, run_cli, server_env, spooled
 from session_buddy.core import SessionLifecycleManager
 
 CLAUDE_ID = "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c47"
@@ -162,13 +162,7 @@ def secured_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def reap(tmp_path: Path) -> list[str]:
-    reaped = subprocess.run(
-        [sys.executable, "-m", "session_buddy", "reap", "--json"],
-        env=hook_env(tmp_path),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    reaped = run_cli(f"sqlite:///{tmp_path / 'claude.db'}", "reap", "--json")
     return list(json.loads(reaped.stdout)["abandoned"])
 
 

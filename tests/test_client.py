@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcp_helpers import free_port, http_server, server_env, spooled
+from mcp_helpers import free_port, http_server, run_cli, server_env, spooled
 from session_buddy.core import SessionLifecycleManager
 
 CHILD = textwrap.dedent(
@@ -83,13 +83,7 @@ async def test_emitter_records_every_way_a_shell_can_leave(tmp_path: Path) -> No
         assert outcomes["crash"][1] == 1
         assert outcomes["sigterm"][1] == -signal.SIGTERM
         assert outcomes["sigkill"][1] == -signal.SIGKILL
-        reap = subprocess.run(
-            [sys.executable, "-m", "session_buddy", "reap", "--json"],
-            env=server_env(database_url),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        reap = run_cli(database_url, "reap", "--json")
         assert json.loads(reap.stdout)["abandoned"] == [outcomes["sigkill"][0]]
     clean = await stored(database_url, outcomes["clean"][0])
     assert (clean["status"], clean["end_reason"], clean["exit_code"]) == ("ended", "exit", 0)
