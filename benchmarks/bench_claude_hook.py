@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx2
 
-from processes import free_port, http_server, wall_times
+from processes import free_port, http_server, percentile, wall_times
 
 CLAUDE_ID = "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c47"
 
@@ -29,13 +28,8 @@ def payload(event: str, **extra: str) -> str:
     return json.dumps(body)
 
 
-def quantiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
-
-
 def report(name: str, samples: list[float], floor: float | None) -> None:
-    p50, p95 = quantiles(samples)
+    p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
     ratio = f"  = {p50 / floor:5.1f} x the floor (p50)" if floor else ""
     print(f"{name:<44}: p50 {p50 * 1000:7.2f} ms  p95 {p95 * 1000:7.2f} ms{ratio}")
 
@@ -49,7 +43,7 @@ def main(runs: int) -> None:
             "SESSION_BUDDY_SPOOL": str(here / "spool.db"),
         }
         floor_samples = wall_times([sys.executable, "-c", "pass"], env, runs)
-        floor = quantiles(floor_samples)[0]
+        floor = percentile(floor_samples, 0.5)
         report("python -c pass (floor)", floor_samples, None)
         # The installed command, as Claude Code runs it (`python -m` would add runpy).
         command = Path(sys.executable).with_name("session-buddy")
@@ -71,7 +65,7 @@ def main(runs: int) -> None:
                     began = time.perf_counter()
                     client.post("/hooks/claude-code", content=stop)
                     endpoint.append(time.perf_counter() - began)
-            health_p50 = quantiles(health)[0]
+            health_p50 = percentile(health, 0.5)
             report("GET /healthz (floor)", health, None)
             report("POST /hooks/claude-code (Stop)", endpoint, health_p50)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx2
 
-from processes import free_port, http_server
+from processes import free_port, http_server, percentile
 from stores import create, fill
 
 YEAR_US = 365 * 86_400_000_000
@@ -37,8 +37,7 @@ def wall_ms(client: httpx2.Client, url: str) -> float:
 
 
 def report(name: str, samples: list[float], floor: float) -> None:
-    ordered = sorted(samples)
-    p50, p95 = statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
+    p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
     print(f"{name:<52}: p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  = {p50 / floor:5.1f} x /healthz")
 
 

@@ -29,6 +29,8 @@ import jsonschema  # noqa: F401  (the client SDK imports it on its first call_to
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from processes import percentile
+
 SERVER = [sys.executable, "-m", "session_buddy", "serve"]
 # The initialize handshake, as existing session-buddy clients speak it; `ping` is a
 # protocol request there (the 2026-07-28 protocol has no ping).
@@ -55,11 +57,6 @@ def start_arguments(n: int) -> dict[str, Any]:
         "hostname": "bench-host",
         "environment": {"python_version": "3.11", "platform": "Linux", "cwd": "/tmp"},
     }
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def rss_mb(pid: int) -> float:
@@ -132,7 +129,7 @@ def report(name: str, cold_ms: float, first_ms: float, figures: dict[str, Any]) 
     print(f"cold start to initialize : {cold_ms:8.1f} ms   (target <= 1200 ms)")
     print(f"first tool call          : {first_ms:8.1f} ms   (target <= 50 ms)")
     for key in ("ping", "health_check", "track_session_start", "track_session_end"):
-        print(f"{key:<25}: p50 {p50[key]:6.2f} ms   p99 {percentile(figures[key], 99):6.2f} ms")
+        print(f"{key:<25}: p50 {p50[key]:6.2f} ms   p99 {percentile(figures[key], 0.99):6.2f} ms")
     for key in ("track_session_start", "track_session_end"):
         print(
             f"{key:<25}: {p50[key] / p50['health_check']:.2f} x health_check (target <= 1.3), "

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from processes import percentile
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.timestamps import format_micros, parse_timestamp, to_micros
@@ -105,8 +106,8 @@ def ended_after(start: dict[str, Any]) -> str:
 
 
 def quantile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    """In milliseconds."""
+    return percentile(samples, q) * 1000
 
 
 async def run(url: str, seconds: float) -> None:

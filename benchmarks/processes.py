@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import sys
@@ -9,6 +10,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (`q` in 0..1) of the samples."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def wall_times(command: list[str], env: dict[str, str], runs: int, stdin: str = "") -> list[float]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from session_buddy.cli.app import Target, console, json_option, main, print_json, transport_options
+from session_buddy.client.quick_hook import HOOK_TIMEOUT
 
 if TYPE_CHECKING:
     from session_buddy.client.delivery import Courier, Sent
@@ -272,7 +273,7 @@ def hook() -> None:
 
 
 @hook.command("claude-code")
-@transport_options(timeout=0.4)
+@transport_options(timeout=HOOK_TIMEOUT)
 def hook_claude_code(target: Target) -> None:
     """Record a Claude Code hook payload read from stdin: SessionStart, SessionEnd, the
     activity events (UserPromptSubmit, Stop, StopFailure, Notification, Pre/PostCompact)

@@ -25,7 +25,7 @@ from session_buddy.wire import MAX_HOOK_PAYLOAD_BYTES, ORIGIN_KEY
 HOOK_PATH = "/hooks/claude-code"
 OUTCOME_HEADER = b"session-buddy-outcome"
 FLAGS = ("--server-url", "--token", "--timeout")
-DEFAULT_TIMEOUT = 0.4  # the hook command's --timeout default
+HOOK_TIMEOUT = 0.4  # seconds per send: `hook claude-code --timeout` defaults to it
 KEPT_IN_ORDER = ("SessionStart", "SessionEnd", "SubagentStart", "SubagentStop")
 
 
@@ -125,7 +125,7 @@ def quick_hook(args: list[str]) -> str | list[str]:
         return args
     settings = Settings.from_environment()
     server_url = flags.get("--server-url") or settings.server_url
-    timeout = float(flags.get("--timeout", DEFAULT_TIMEOUT))
+    timeout = float(flags.get("--timeout", HOOK_TIMEOUT))
     started = time.monotonic()
     raw = sys.stdin.buffer.read(MAX_HOOK_PAYLOAD_BYTES + 1)
     try:
