@@ -397,3 +397,18 @@ def test_a_hung_server_cannot_hold_the_hook(tmp_path: Path) -> None:
             assert took < 1.5, f"{body['hook_event_name']} took {took:.2f} s"
             assert "tracked" not in said and "ended" not in said  # it says the truth
     assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["start", "end_external"]
+
+
+def test_a_malformed_setting_never_fails_the_hook(tmp_path: Path) -> None:
+    """Claude Code sees exit 0 whatever the environment holds; the reason is on stderr."""
+    for args in ([], ["--server-url", "http://127.0.0.1:9/mcp"], ["--no-such-flag"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "session_buddy", "hook", "claude-code", *args],
+            input=json.dumps(payload("Stop")),
+            env=hook_env(tmp_path) | {"SESSION_BUDDY_RETENTION": "bogus"},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.startswith("session-buddy hook: ") and "Traceback" not in done.stderr

@@ -59,6 +59,18 @@ def test_errors_are_explained_with_a_non_zero_exit(tmp_path: Path) -> None:
     assert bad_metadata.returncode != 0 and "--metadata is not JSON" in bad_metadata.stderr
     bad_since = cli(tmp_path, "stats", "--since", "last tuesday", check=False)
     assert bad_since.returncode != 0 and "Invalid value for '--since'" in bad_since.stderr
+    malformed = run_cli(
+        f"sqlite:///{tmp_path / 'cli.db'}",
+        "sessions",
+        "list",
+        check=False,
+        SESSION_BUDDY_RETENTION="soon",
+    )
+    assert malformed.returncode == 2
+    assert (
+        malformed.stderr
+        == "session-buddy: SESSION_BUDDY_RETENTION='soon': use a duration such as 90d, or off\n"
+    )
     bad_url = cli(tmp_path, "sessions", "list", "--database-url", "mysql://x", check=False)
     assert bad_url.returncode != 0 and "Unsupported database URL scheme" in bad_url.stderr
 

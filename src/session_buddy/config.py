@@ -48,6 +48,12 @@ def without_password(database_url: str) -> str:
     return f"{scheme}{separator}{user}:***@{place}" if at and colon else database_url
 
 
+def debugging(environ: Mapping[str, str] = os.environ) -> bool:
+    """Is SESSION_BUDDY_LOG_LEVEL DEBUG? (Read without the other settings, which may be
+    the very thing that is malformed.)"""
+    return (environ.get(LOG_LEVEL_ENV) or "").upper() == "DEBUG"
+
+
 def _retention(value: str | None) -> timedelta | None:
     if not value or value.strip().lower() == "off":
         return None
