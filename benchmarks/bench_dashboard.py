@@ -59,6 +59,7 @@ def main() -> None:
             paths = [
                 "/",
                 "/?window=7d",
+                "/?window=30d",
                 "/sessions?status=crashed",
                 "/sessions?component_name=component-3",
                 # Two filters that no session matches together: the worst case.

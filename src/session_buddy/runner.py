@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
@@ -88,12 +89,17 @@ async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
     reaper = asyncio.create_task(
         reap_periodically(manager, settings.reap_interval, settings.retention), name="reaper"
     )
+    service = SessionService(
+        manager,
+        authority=TokenAuthority.from_secret(settings.secret),
+        metrics=SessionMetrics(frequent),
+    )
+    # What start-up built (modules, models, the service) lives as long as the server:
+    # keep the collector from walking it again at every full collection. A request that
+    # reads many rows triggers those (a 30-day dashboard page spent ~50 ms in them).
+    gc.freeze()
     try:
-        yield SessionService(
-            manager,
-            authority=TokenAuthority.from_secret(settings.secret),
-            metrics=SessionMetrics(frequent),
-        )
+        yield service
     finally:
         reaper.cancel()
         with contextlib.suppress(asyncio.CancelledError):

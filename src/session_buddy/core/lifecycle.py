@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -38,6 +39,7 @@ def _micros(value: str | datetime | None, name: str) -> int | None:
 
 
 MAX_AHEAD_US = 24 * 3600 * 1_000_000
+RECENT_FINISHED = 20  # the newest finished sessions an overview shows
 
 
 def _equals(given: dict[str, str | None]) -> dict[str, str]:
@@ -237,19 +239,33 @@ class SessionLifecycleManager:
         }
 
     async def overview(
-        self, since: str | datetime | None, limit: int = 20, **filters: str | None
+        self,
+        since: str | datetime,
+        until: str | datetime | None = None,
+        *,
+        bucket: str = "hour",
+        **filters: str | None,
     ) -> dict[str, Any]:
-        """What a dashboard shows besides pages of sessions: the duration histogram of
-        cleanly ended sessions and the newest finished ones, since `since`."""
-        spec = queries.StatsSpec(None, None, _equals(filters), _micros(since, "since"), None)
+        """What a dashboard shows of the sessions started in [since, until): stats per
+        component, per time `bucket` and over all, the duration histogram of cleanly
+        ended sessions and the newest finished sessions. The counts and the durations are
+        read side by side, each on a reader of its own."""
+        queries.check_bucket(bucket)
+        since_us, until_us = _micros(since, "since"), _micros(until, "until")
+        equals = _equals(filters)
+        spec = queries.StatsSpec("component_name", bucket, equals, since_us, until_us)
+        per_key = queries.StatsSpec("component_name", None, equals, since_us, until_us)
 
-        def read(tx: Any) -> dict[str, Any]:
-            return {
-                "histogram": queries.duration_histogram(tx, spec),
-                "finished": queries.recent_finished(tx, spec, limit),
-            }
+        def counts_and_finished(tx: Any) -> tuple[Any, list[dict[str, Any]]]:
+            return queries.window_counts(tx, spec), queries.recent_finished(
+                tx, spec, RECENT_FINISHED
+            )
 
-        return await self.store.read(read)
+        (counts, finished), durations = await asyncio.gather(
+            self.store.read(counts_and_finished),
+            self.store.read(lambda tx: queries.window_durations(tx, per_key)),
+        )
+        return queries.summarize(counts, durations) | {"finished": finished}
 
     async def session_events(self, session_id: str) -> list[dict[str, Any]]:
         return await self.store.read(lambda tx: queries.session_events(tx, session_id))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from session_buddy.core.errors import InvalidArgument
@@ -125,10 +128,42 @@ def _window(param: Params, since_us: int | None, until_us: int | None) -> list[s
     return clauses
 
 
+PROBE_ROWS = 100_000
+UNINDEXED = " || ''"  # an expression, not the column: SQLite leaves the index alone
+
+
+def _driving_filter(tx: Tx, equals: dict[str, str]) -> str | None:
+    """With several equality filters, the one whose index a SQLite page should walk.
+
+    SQLite has no statistics here (a full ANALYZE of a big store holds the write lock for
+    seconds), so it may walk the biggest of the filters' indexes: every session of the
+    one user of a machine, to find its crashed ones. Count up to PROBE_ROWS matches of
+    each filter, from its index alone, and walk the smallest. PostgreSQL plans by its
+    own statistics."""
+    if tx.dialect != "sqlite" or len(equals) < 2:
+        return None
+    sizes = {
+        column: int(row["n"])
+        for column, value in equals.items()
+        if (
+            row := tx.one(
+                f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM sessions WHERE {column} = $1 "
+                f"LIMIT {PROBE_ROWS})",
+                (value,),
+            )
+        )
+    }
+    return min(sizes, key=lambda column: sizes[column])
+
+
 def list_sessions(tx: Tx, spec: SessionFilter) -> dict[str, Any]:
     """One page, newest first, and the cursor of the next page (None at the end)."""
     param = Params()
-    clauses = [f"{column} = {param(value)}" for column, value in spec.equals.items()]
+    driving = _driving_filter(tx, spec.equals)
+    clauses = [
+        f"{column}{'' if column == driving or driving is None else UNINDEXED} = {param(value)}"
+        for column, value in spec.equals.items()
+    ]
     clauses += _window(param, spec.started_after_us, spec.started_before_us)
     if spec.cursor is not None:
         started, session_id = param(spec.cursor[0]), param(spec.cursor[1])
@@ -195,15 +230,11 @@ class StatsSpec:
         return "".join(f" AND {clause}" for clause in clauses)
 
 
-def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
-    """Per group (and time bucket): state counts, clean-exit duration mean/p50/p95,
-    crash and abandon rates.
+Group = tuple[Any, Any]  # (key, bucket start); None for the one not asked for
 
-    Percentiles are nearest-rank over sessions that ended cleanly, each read by an offset
-    into the group's (status, duration) index.
-    """
-    param = Params()
-    where = spec.where(param)
+
+def _state_counts(tx: Tx, spec: StatsSpec, where: str, params: list[Any]) -> dict[Group, Any]:
+    """Sessions per state, and the clean-exit seconds, per group."""
     key, bucket = spec.groups()
     state = "status"
     if spec.since_us is not None:
@@ -216,15 +247,120 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
         f"COUNT(*) AS n, SUM(duration_seconds) AS seconds FROM sessions WHERE 1 = 1{where} "
         f"GROUP BY {grouped + ', ' if grouped else ''}{state}"
         f"{' ORDER BY ' + grouped if grouped else ''}",
-        param.values,
+        params,
     )
-    counts: dict[tuple[Any, Any], dict[str, Any]] = {}
+    counts: dict[Group, dict[str, Any]] = {}
     for row in rows:
         group = counts.setdefault((row["key"], row["bucket"]), {"seconds": 0.0})
         group[row["status"]] = int(row["n"])
         if row["status"] == SessionStatus.ENDED:
             group["seconds"] = float(row["seconds"] or 0.0)
-    return [_group_stats(tx, spec, group, counts[group], where, param.values) for group in counts]
+    return counts
+
+
+def _window_durations(
+    tx: Tx, spec: StatsSpec, where: str, params: list[Any]
+) -> dict[Group, list[float]]:
+    """The durations of a window's cleanly ended sessions per group, each list sorted.
+
+    One read of the window and a sort here costs far less than two ranked reads per
+    group: the (key, status, duration) index cannot seek by start time, so each ranked
+    read would sort the window again."""
+    key, bucket = spec.groups()
+    rows = tx.all(
+        f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, duration_seconds "
+        f"FROM sessions WHERE status = 'ended'{where}",
+        params,
+    )
+    durations: dict[Group, list[float]] = {}
+    for row in rows:
+        durations.setdefault((row["key"], row["bucket"]), []).append(row["duration_seconds"])
+    for values in durations.values():
+        values.sort()
+    return durations
+
+
+def nearest_rank(values: list[float], percent: int) -> float | None:
+    """The nearest-rank percentile of sorted `values`: the ceil(p% of n)-th."""
+    return float(values[(len(values) * percent + 99) // 100 - 1]) if values else None
+
+
+Percentile = Callable[[int], float | None]
+
+
+def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
+    """Per group (and time bucket): state counts, clean-exit duration mean/p50/p95,
+    crash and abandon rates.
+
+    Percentiles are nearest-rank over sessions that ended cleanly: over all time each is
+    read by an offset into the group's (key, status, duration) index; within a window
+    from the window's durations, read once.
+    """
+    param = Params()
+    where = spec.where(param)
+    counts = _state_counts(tx, spec, where, param.values)
+    windowed = spec.percentiles and spec.since_us is not None
+    durations = _window_durations(tx, spec, where, param.values) if windowed else {}
+
+    def percentile(group: Group) -> Percentile | None:
+        if not spec.percentiles:
+            return None
+        if windowed:
+            return lambda percent: nearest_rank(durations.get(group, []), percent)
+        ended = int(counts[group].get(SessionStatus.ENDED, 0))
+        return lambda percent: _nth_duration(
+            tx, spec, group, (ended * percent + 99) // 100 - 1, where, param.values
+        )
+
+    return [_group_stats(group, counts[group], percentile(group)) for group in counts]
+
+
+def window_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
+    """Sessions per state (and clean-exit seconds) per group of the spec's window."""
+    param = Params()
+    return _state_counts(tx, spec, spec.where(param), param.values)
+
+
+def window_durations(tx: Tx, spec: StatsSpec) -> dict[Group, list[float]]:
+    """Sorted clean-exit durations per group of the spec's window."""
+    param = Params()
+    return _window_durations(tx, spec, spec.where(param), param.values)
+
+
+def summarize(
+    counts: dict[Group, dict[str, Any]], durations: dict[Group, list[float]]
+) -> dict[str, Any]:
+    """A dashboard's aggregates of one window from its counts per (key, bucket) and its
+    durations per key: stats per key, per bucket (no percentiles) and over all, and the
+    duration histogram."""
+    every = sorted(chain.from_iterable(durations.values()))
+    per_key: dict[Group, dict[str, Any]] = {}
+    per_bucket: dict[Group, dict[str, Any]] = {}
+    total: dict[str, Any] = {}
+    for (key, bucket), states in counts.items():
+        for into in (
+            per_key.setdefault((key, None), {}),
+            per_bucket.setdefault((None, bucket), {}),
+            total,
+        ):
+            for state, number in states.items():
+                into[state] = into.get(state, 0) + number
+
+    def ranked(values: list[float]) -> Percentile:
+        return lambda percent: nearest_rank(values, percent)
+
+    return {
+        "groups": [_group_stats(g, c, ranked(durations.get(g, []))) for g, c in per_key.items()],
+        "buckets": [
+            _group_stats(g, c, None) for g, c in sorted(per_bucket.items(), key=_by_bucket)
+        ],
+        "total": _group_stats((None, None), total, ranked(every)) if total else None,
+        "histogram": _histogram(every),
+    }
+
+
+def _by_bucket(item: tuple[Group, Any]) -> int:
+    return int(item[0][1])
 
 
 # Duration histogram bins of cleanly ended sessions: (upper bound in seconds, label).
@@ -241,25 +377,14 @@ DURATION_BINS: tuple[tuple[float | None, str], ...] = (
 )
 
 
-def duration_histogram(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
-    """How many cleanly ended sessions took how long, per DURATION_BINS bin."""
-    param = Params()
-    where = spec.where(param)
-    bins = " ".join(
-        f"WHEN duration_seconds < {limit} THEN {number}"
-        for number, (limit, _) in enumerate(DURATION_BINS)
-        if limit is not None
-    )
-    rows = tx.all(
-        f"SELECT CASE {bins} ELSE {len(DURATION_BINS) - 1} END AS bin, COUNT(*) AS n "
-        f"FROM sessions WHERE status = 'ended'{where} GROUP BY 1",
-        param.values,
-    )
-    counts = {int(row["bin"]): int(row["n"]) for row in rows}
-    return [
-        {"label": label, "upper_seconds": limit, "count": counts.get(number, 0)}
-        for number, (limit, label) in enumerate(DURATION_BINS)
-    ]
+def _histogram(durations: list[float]) -> list[dict[str, Any]]:
+    """How many of the sorted `durations` fall in each DURATION_BINS bin."""
+    bins, below = [], 0
+    for limit, label in DURATION_BINS:
+        upto = bisect_left(durations, limit) if limit is not None else len(durations)
+        bins.append({"label": label, "upper_seconds": limit, "count": upto - below})
+        below = upto
+    return bins
 
 
 def recent_finished(tx: Tx, spec: StatsSpec, limit: int) -> list[dict[str, Any]]:
@@ -275,10 +400,11 @@ def recent_finished(tx: Tx, spec: StatsSpec, limit: int) -> list[dict[str, Any]]
 
 
 def _nth_duration(
-    tx: Tx, spec: StatsSpec, group: tuple[Any, Any], offset: int, where: str, params: list[Any]
+    tx: Tx, spec: StatsSpec, group: Group, offset: int, where: str, params: list[Any]
 ) -> float | None:
-    """The duration at `offset` among the group's cleanly ended sessions; the filters'
-    parameters come first, then the group's key and bucket, then the offset."""
+    """The duration at `offset` in the group's cleanly ended sessions, by the (key,
+    status, duration) index; the filters' parameters come first, then the group's key and
+    bucket, then the offset."""
     param = Params()
     param.values = list(params)
     in_group = "".join(
@@ -286,37 +412,21 @@ def _nth_duration(
         for expression, value in zip(spec.groups(), group, strict=True)
         if expression is not None
     )
-    # Over all time the (key, status, duration) index gives the rank directly; within a
-    # window, reading the window by start time and sorting it is far cheaper ("+ 0" keeps
-    # the planner off the duration index).
-    order = "duration_seconds + 0" if spec.since_us is not None else "duration_seconds"
     row = tx.one(
         f"SELECT duration_seconds FROM sessions WHERE status = 'ended'{where}{in_group} "
-        f"ORDER BY {order} LIMIT 1 OFFSET {param(offset)}",
+        f"ORDER BY duration_seconds LIMIT 1 OFFSET {param(offset)}",
         param.values,
     )
     return float(row["duration_seconds"]) if row else None
 
 
 def _group_stats(
-    tx: Tx,
-    spec: StatsSpec,
-    group: tuple[Any, Any],
-    counts: dict[str, Any],
-    where: str,
-    params: list[Any],
+    group: Group, counts: dict[str, Any], percentile: Percentile | None
 ) -> dict[str, Any]:
     active, ended, crashed, abandoned = (
         int(counts.get(state, 0)) for state in ("active", "ended", "crashed", "abandoned")
     )
     finished = ended + crashed + abandoned
-
-    def percentile(p: int) -> float | None:
-        if not ended or not spec.percentiles:
-            return None
-        rank = (ended * p + 99) // 100  # nearest rank: ceil(p% of n)
-        return _nth_duration(tx, spec, group, rank - 1, where, params)
-
     key, bucket = group
     return stats_group(
         key=key,
@@ -326,9 +436,9 @@ def _group_stats(
         ended=ended,
         crashed=crashed,
         abandoned=abandoned,
-        duration_mean=counts["seconds"] / ended if ended else None,
-        duration_p50=percentile(50),
-        duration_p95=percentile(95),
+        duration_mean=counts.get("seconds", 0.0) / ended if ended else None,
+        duration_p50=percentile(50) if percentile and ended else None,
+        duration_p95=percentile(95) if percentile and ended else None,
         crash_rate=crashed / finished if finished else None,
         abandon_rate=abandoned / finished if finished else None,
     )

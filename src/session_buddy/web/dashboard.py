@@ -158,21 +158,15 @@ async def _overview(service: SessionService, request: Request) -> str:
     filters = {k: v for k, v in _filters(request).items() if k in GROUP_KEYS}
     window, since, until = _window(request)
     bucket = "hour" if window == "24h" else "day"
-    # Independent reads, each on a reader connection of its own: run them side by side.
-    active, per_bucket, per_component, seen, overall = await asyncio.gather(
+    # Two independent reads, each on a reader connection of its own: side by side.
+    active, summary = await asyncio.gather(
         service.list_sessions(status="active", limit=PAGE, **filters),
-        service.manager.session_stats(
-            None, since, until, bucket=bucket, percentiles=False, **filters
-        ),
-        service.session_stats("component_name", since, until, **filters),
-        service.manager.overview(since, 20, **filters),
-        service.session_stats(None, since, until, **filters),
+        service.manager.overview(since, until, bucket=bucket, **filters),
     )
     waiting = sorted(
         active["sessions"], key=lambda s: (ACTIVITY_ORDER.get(s["activity"] or "", 4),)
     )
-    total = overall["groups"][0] if overall["groups"] else None
-    components = [_crash_free(group) for group in per_component["groups"]]
+    total = summary["total"]
     return templates.get_template("overview.html").render(
         page="overview",
         version=__version__,
@@ -185,13 +179,13 @@ async def _overview(service: SessionService, request: Request) -> str:
         since=since,
         active=waiting,
         more_active=active["next_cursor"] is not None,
-        finished=seen["finished"],
-        components=components,
+        finished=summary["finished"],
+        components=[_crash_free(group) for group in summary["groups"]],
         bars=charts.stacked_bars(
-            per_bucket["groups"], _bucket_label(bucket), f"sessions per {bucket} by final state"
+            summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"
         ),
         histogram=charts.histogram(
-            seen["histogram"],
+            summary["histogram"],
             total["duration_p50"] if total else None,
             total["duration_p95"] if total else None,
         ),
