@@ -23,7 +23,8 @@ from session_buddy.mcp import SessionEndEvent, SessionStartEvent, SessionTracker
 from session_buddy.mcp.event_models import EnvironmentInfo, UserInfo
 
 CONCURRENCY = 64
-BENCH_EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
+# Events are dated in the recent past: the server refuses times over 24 h ahead of it.
+BENCH_EPOCH = datetime.now(UTC) - timedelta(days=30)
 
 
 def bare_sqlite_commits_per_second(path: Path, seconds: float) -> float:
@@ -57,16 +58,18 @@ def start_event(component: str, second: int, pid: int = 4242) -> SessionStartEve
     )
 
 
-def end_event(session_id: str) -> SessionEndEvent:
+def end_event(session_id: str, second: int) -> SessionEndEvent:
     return SessionEndEvent(
-        session_id=session_id, timestamp="2099-01-01T00:00:00Z", metadata={"exit_code": 0}
+        session_id=session_id,
+        timestamp=(BENCH_EPOCH + timedelta(seconds=second + 1)).isoformat(),
+        metadata={"exit_code": 0},
     )
 
 
 async def one_pair(tracker: SessionTracker, component: str, n: int, pid: int = 4242) -> None:
     started = await tracker.handle_session_start(start_event(component, n, pid))
     assert started.session_id is not None, started.error
-    ended = await tracker.handle_session_end(end_event(started.session_id))
+    ended = await tracker.handle_session_end(end_event(started.session_id, n))
     assert ended.status == "ended", ended.error
 
 
@@ -104,11 +107,11 @@ async def main(seconds: float) -> None:
     print(f"bare sqlite3 durable single-row commits/s : {floor:10.0f}  (floor)")
     print(
         f"sequential start+end pairs/s             : {sequential:10.0f}  "
-        f"(target >= 3000; {sequential / (floor / 2):.2f} x floor/2, one commit per event)"
+        f"= {sequential / (floor / 2):.2f} x floor/2  (target >= 0.3; one commit per event)"
     )
     print(
         f"events/s with {CONCURRENCY} concurrent callers       : {concurrent:10.0f}  "
-        f"(target >= 10000; {concurrent / floor:.2f} x floor)"
+        f"= {concurrent / floor:.2f} x floor    (target >= 0.75; group commit)"
     )
 
 

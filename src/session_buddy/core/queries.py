@@ -20,7 +20,7 @@ from session_buddy.core.records import (
     to_record,
 )
 from session_buddy.core.states import SessionStatus
-from session_buddy.core.store.base import Tx
+from session_buddy.core.store.base import Row, Tx
 from session_buddy.timestamps import format_micros
 
 MAX_PAGE = 500
@@ -119,17 +119,32 @@ def check_status_filter(status: str) -> str:
     return status
 
 
-def _window(param: Params, since_us: int | None, until_us: int | None) -> list[str]:
+UNINDEXED = " || ''"  # an expression, not the column: SQLite leaves its index alone
+
+
+def _equal(param: Params, column: str, value: str, *, indexed: bool = True) -> str:
+    """`column = value`; for status, in the form that lets SQLite use the partial indexes
+    (of active sessions, or of finished ones: see migration 4)."""
+    if column == "status":
+        if value == SessionStatus.ACTIVE:
+            return "status = 'active'"
+        return f"status = {param(value)} AND status <> 'active'"
+    return f"{column}{'' if indexed else UNINDEXED} = {param(value)}"
+
+
+def _window(
+    param: Params, since_us: int | None, until_us: int | None, *, indexed: bool = True
+) -> list[str]:
+    start = "started_us" if indexed else "started_us + 0"
     clauses = []
     if since_us is not None:
-        clauses.append(f"started_us >= {param(since_us)}")
+        clauses.append(f"{start} >= {param(since_us)}")
     if until_us is not None:
-        clauses.append(f"started_us < {param(until_us)}")
+        clauses.append(f"{start} < {param(until_us)}")
     return clauses
 
 
 PROBE_ROWS = 100_000
-UNINDEXED = " || ''"  # an expression, not the column: SQLite leaves the index alone
 
 
 def _driving_filter(tx: Tx, equals: dict[str, str]) -> str | None:
@@ -142,17 +157,12 @@ def _driving_filter(tx: Tx, equals: dict[str, str]) -> str | None:
     own statistics."""
     if tx.dialect != "sqlite" or len(equals) < 2:
         return None
-    sizes = {
-        column: int(row["n"])
-        for column, value in equals.items()
-        if (
-            row := tx.one(
-                f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM sessions WHERE {column} = $1 "
-                f"LIMIT {PROBE_ROWS})",
-                (value,),
-            )
-        )
-    }
+    sizes = {}
+    for column, value in equals.items():
+        param = Params()
+        probe = f"SELECT 1 FROM sessions WHERE {_equal(param, column, value)} LIMIT {PROBE_ROWS}"
+        row = tx.one(f"SELECT COUNT(*) AS n FROM ({probe}) AS matches", param.values)
+        sizes[column] = int(row["n"]) if row else 0
     return min(sizes, key=lambda column: sizes[column])
 
 
@@ -161,7 +171,7 @@ def list_sessions(tx: Tx, spec: SessionFilter) -> dict[str, Any]:
     param = Params()
     driving = _driving_filter(tx, spec.equals)
     clauses = [
-        f"{column}{'' if column == driving or driving is None else UNINDEXED} = {param(value)}"
+        _equal(param, column, value, indexed=driving in (None, column))
         for column, value in spec.equals.items()
     ]
     clauses += _window(param, spec.started_after_us, spec.started_before_us)
@@ -224,38 +234,66 @@ class StatsSpec:
             bucket = f"((started_us - {origin}) / {size}) * {size} + {origin}"
         return [self.group_by, bucket]
 
-    def where(self, param: Params) -> str:
-        clauses = [f"{column} = {param(value)}" for column, value in self.equals.items()]
-        clauses += _window(param, self.since_us, self.until_us)
+    def where(self, param: Params, *, indexed: bool = True) -> str:
+        """The filters and the window as ` AND ...` clauses; not `indexed`, they leave
+        the choice of index to another clause."""
+        clauses = [
+            _equal(param, column, value, indexed=indexed) for column, value in self.equals.items()
+        ]
+        clauses += _window(param, self.since_us, self.until_us, indexed=indexed)
         return "".join(f" AND {clause}" for clause in clauses)
 
 
 Group = tuple[Any, Any]  # (key, bucket start); None for the one not asked for
 
 
-def _state_counts(tx: Tx, spec: StatsSpec, where: str, params: list[Any]) -> dict[Group, Any]:
-    """Sessions per state, and the clean-exit seconds, per group."""
-    key, bucket = spec.groups()
-    state = "status"
+def _state_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
+    """Sessions per state, and the clean-exit seconds, per group, in group order."""
+    key = spec.groups()[0]
     if spec.since_us is not None:
         # `|| ''` keeps the planner from scanning a (key, status) index whole to group,
         # when the window lets it read only the window's rows by start time.
-        key, state = (f"{key} || ''" if key else None), "status || ''"
-    grouped = ", ".join(expression for expression in (key, bucket) if expression)
-    rows = tx.all(
-        f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, {state} AS status, "
-        f"COUNT(*) AS n, SUM(duration_seconds) AS seconds FROM sessions WHERE 1 = 1{where} "
-        f"GROUP BY {grouped + ', ' if grouped else ''}{state}"
-        f"{' ORDER BY ' + grouped if grouped else ''}",
-        params,
-    )
+        key = f"{key} || ''" if key else None
+        rows = _grouped_counts(tx, spec, key, "status || ''", "", indexed=True)
+    else:
+        # Finished sessions from the (key, status, ...) indexes alone; the few active ones
+        # by their own partial indexes, whatever else is filtered on.
+        rows = _grouped_counts(tx, spec, key, "status", " AND status <> 'active'", indexed=True)
+        rows += _grouped_counts(tx, spec, key, "'active'", " AND status = 'active'", indexed=False)
     counts: dict[Group, dict[str, Any]] = {}
     for row in rows:
         group = counts.setdefault((row["key"], row["bucket"]), {"seconds": 0.0})
         group[row["status"]] = int(row["n"])
         if row["status"] == SessionStatus.ENDED:
             group["seconds"] = float(row["seconds"] or 0.0)
-    return counts
+    return dict(sorted(counts.items(), key=_group_order))
+
+
+def _grouped_counts(
+    tx: Tx, spec: StatsSpec, key: str | None, state: str, only: str, *, indexed: bool
+) -> list[Row]:
+    """COUNT and SUM(duration_seconds) per key, bucket and `state` of the sessions that
+    match the spec and `only`; not `indexed`, the spec's clauses leave the choice of
+    index to `only`."""
+    param = Params()
+    where = spec.where(param, indexed=indexed)
+    bucket = spec.groups()[1]
+    # A constant state is not grouped by (PostgreSQL refuses constants in GROUP BY).
+    by_state = state if not state.startswith("'") else None
+    grouped = ", ".join(expression for expression in (key, bucket, by_state) if expression)
+    rows = tx.all(
+        f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, {state} AS status, "
+        f"COUNT(*) AS n, SUM(duration_seconds) AS seconds FROM sessions "
+        f"WHERE 1 = 1{only}{where}{' GROUP BY ' + grouped if grouped else ''}",
+        param.values,
+    )
+    return [row for row in rows if row["n"]]  # no GROUP BY: one row, even of none
+
+
+def _group_order(item: tuple[Group, Any]) -> tuple[bool, Any, bool, Any]:
+    """Groups by key, then bucket (None, for one not asked for, is never mixed in)."""
+    (key, bucket), _ = item
+    return (key is None, key or "", bucket is None, bucket or 0)
 
 
 def _window_durations(
@@ -269,7 +307,7 @@ def _window_durations(
     key, bucket = spec.groups()
     rows = tx.all(
         f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, duration_seconds "
-        f"FROM sessions WHERE status = 'ended'{where}",
+        f"FROM sessions WHERE status = 'ended' AND status <> 'active'{where}",
         params,
     )
     durations: dict[Group, list[float]] = {}
@@ -298,7 +336,7 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
     """
     param = Params()
     where = spec.where(param)
-    counts = _state_counts(tx, spec, where, param.values)
+    counts = _state_counts(tx, spec)
     windowed = spec.percentiles and spec.since_us is not None
     durations = _window_durations(tx, spec, where, param.values) if windowed else {}
 
@@ -317,8 +355,7 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
 
 def window_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
     """Sessions per state (and clean-exit seconds) per group of the spec's window."""
-    param = Params()
-    return _state_counts(tx, spec, spec.where(param), param.values)
+    return _state_counts(tx, spec)
 
 
 def window_durations(tx: Tx, spec: StatsSpec) -> dict[Group, list[float]]:
@@ -413,7 +450,8 @@ def _nth_duration(
         if expression is not None
     )
     row = tx.one(
-        f"SELECT duration_seconds FROM sessions WHERE status = 'ended'{where}{in_group} "
+        f"SELECT duration_seconds FROM sessions WHERE status = 'ended' AND status <> 'active'"
+        f"{where}{in_group} "
         f"ORDER BY duration_seconds LIMIT 1 OFFSET {param(offset)}",
         param.values,
     )

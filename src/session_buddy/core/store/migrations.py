@@ -147,6 +147,26 @@ MIGRATIONS += (
     ),
 )
 
+# Active sessions are few and short-lived: the status and stats indexes leave them out,
+# so a start writes none of them and an end adds one entry to each instead of moving it.
+# Queries on finished sessions say `status <> 'active'`, so that SQLite sees they may use
+# these; active sessions are found by the partial indexes made for them.
+_FINISHED = "WHERE status <> 'active'"
+_V4_INDEXES = (
+    f"CREATE INDEX sessions_by_status ON sessions (status, started_us, session_id) {_FINISHED}",
+    *(
+        f"CREATE INDEX sessions_stats_by_{key} ON sessions "
+        f"({key}, status, duration_seconds, started_us) {_FINISHED}"
+        for key in GROUP_KEYS
+    ),
+)
+_V4 = (
+    "DROP INDEX sessions_by_status",
+    *(f"DROP INDEX sessions_stats_by_{key}" for key in GROUP_KEYS),
+    *_V4_INDEXES,
+)
+MIGRATIONS += (Migration(4, "status and stats indexes of finished sessions only", _V4),)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",

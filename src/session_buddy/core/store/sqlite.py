@@ -254,19 +254,27 @@ class SQLiteStore:
         self, connection: sqlite3.Connection, tx: SQLiteTx, batch: list[_Job]
     ) -> list[tuple[_Job, Any, BaseException | None]]:
         """Run the batch in one transaction, each job in a savepoint of its own (a job
-        that fails rolls back only itself), and commit once."""
+        that fails rolls back only itself), and commit once. A job alone needs no
+        savepoint: if it fails, the transaction is rolled back instead."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        alone = len(batch) == 1
         try:
             connection.execute("BEGIN IMMEDIATE")
             for job in batch:
-                connection.execute("SAVEPOINT job")
+                if not alone:
+                    connection.execute("SAVEPOINT job")
                 try:
                     outcomes.append((job, job.work(tx), None))
                 except Exception as exc:
-                    connection.execute("ROLLBACK TO job")
+                    if not alone:
+                        connection.execute("ROLLBACK TO job")
+                    elif connection.in_transaction:
+                        connection.execute("ROLLBACK")
                     outcomes.append((job, None, self._store_error(exc)))
-                connection.execute("RELEASE job")
-            connection.execute("COMMIT")
+                if not alone:
+                    connection.execute("RELEASE job")
+            if connection.in_transaction:
+                connection.execute("COMMIT")
         except sqlite3.Error as exc:  # the transaction itself failed: every job with it
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
