@@ -161,11 +161,15 @@ _V4_INDEXES = (
     ),
 )
 _V4 = (
+    # events_by_session serves events without a session too (session_id IS NULL, by id).
+    "DROP INDEX events_without_session",
     "DROP INDEX sessions_by_status",
     *(f"DROP INDEX sessions_stats_by_{key}" for key in GROUP_KEYS),
     *_V4_INDEXES,
 )
-MIGRATIONS += (Migration(4, "status and stats indexes of finished sessions only", _V4),)
+MIGRATIONS += (
+    Migration(4, "status and stats indexes of finished sessions only; no redundant index", _V4),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
