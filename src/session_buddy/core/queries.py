@@ -389,15 +389,11 @@ def summarize(
     return {
         "groups": [_group_stats(g, c, ranked(durations.get(g, []))) for g, c in per_key.items()],
         "buckets": [
-            _group_stats(g, c, None) for g, c in sorted(per_bucket.items(), key=_by_bucket)
+            _group_stats(g, c, None) for g, c in sorted(per_bucket.items(), key=_group_order)
         ],
         "total": _group_stats((None, None), total, ranked(every)) if total else None,
         "histogram": _histogram(every),
     }
-
-
-def _by_bucket(item: tuple[Group, Any]) -> int:
-    return int(item[0][1])
 
 
 # Duration histogram bins of cleanly ended sessions: (upper bound in seconds, label).
