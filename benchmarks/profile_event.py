@@ -24,6 +24,7 @@ from typing import Any
 from bench_core import one_pair
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp import SessionTracker
+from stores import create
 
 
 async def per_event_writes(folder: Path, pairs: int) -> None:
@@ -95,9 +96,8 @@ async def pairs_per_second(url: str, seconds: float, drop: str | None) -> float:
 
 async def index_costs(folder: Path, seconds: float) -> None:
     """Sequential pairs/s with each index dropped, beside the same with all of them."""
-    connection = sqlite3.connect(f"{folder}/schema.db")
-    asyncio_manager = SessionLifecycleManager(f"sqlite:///{folder}/schema.db")
-    await asyncio_manager.close()
+    await asyncio.to_thread(create, folder / "schema.db")
+    connection = sqlite3.connect(folder / "schema.db")
     indexes = [
         (name, table)
         for name, table in connection.execute(

@@ -257,7 +257,7 @@ class SessionLifecycleManager:
         per_key = queries.StatsSpec("component_name", None, equals, since_us, until_us)
 
         def counts_and_finished(tx: Any) -> tuple[Any, list[dict[str, Any]]]:
-            return queries.window_counts(tx, spec), queries.recent_finished(
+            return queries.state_counts(tx, spec), queries.recent_finished(
                 tx, spec, RECENT_FINISHED
             )
 

@@ -124,12 +124,15 @@ UNINDEXED = " || ''"  # an expression, not the column: SQLite leaves its index a
 
 def _equal(param: Params, column: str, value: str, *, indexed: bool = True) -> str:
     """`column = value`; for status, in the form that lets SQLite use the partial indexes
-    (of active sessions, or of finished ones: see migration 4)."""
+    (of active sessions, or of finished ones: see migration 4). Not `indexed`, in a form
+    no index serves."""
+    if not indexed:
+        return f"{column}{UNINDEXED} = {param(value)}"
     if column == "status":
         if value == SessionStatus.ACTIVE:
             return "status = 'active'"
         return f"status = {param(value)} AND status <> 'active'"
-    return f"{column}{'' if indexed else UNINDEXED} = {param(value)}"
+    return f"{column} = {param(value)}"
 
 
 def _window(
@@ -152,18 +155,19 @@ def _driving_filter(tx: Tx, equals: dict[str, str]) -> str | None:
 
     SQLite has no statistics here (a full ANALYZE of a big store holds the write lock for
     seconds), so it may walk the biggest of the filters' indexes: every session of the
-    one user of a machine, to find its crashed ones. Count up to PROBE_ROWS matches of
-    each filter, from its index alone, and walk the smallest. PostgreSQL plans by its
-    own statistics."""
+    one user of a machine, to find its crashed ones. Count each filter's matches from its
+    index alone, up to the fewest found so far (at most PROBE_ROWS), and walk the filter
+    with the fewest. PostgreSQL plans by its own statistics."""
     if tx.dialect != "sqlite" or len(equals) < 2:
         return None
-    sizes = {}
+    driving, fewest = None, PROBE_ROWS + 1
     for column, value in equals.items():
         param = Params()
-        probe = f"SELECT 1 FROM sessions WHERE {_equal(param, column, value)} LIMIT {PROBE_ROWS}"
+        probe = f"SELECT 1 FROM sessions WHERE {_equal(param, column, value)} LIMIT {fewest}"
         row = tx.one(f"SELECT COUNT(*) AS n FROM ({probe}) AS matches", param.values)
-        sizes[column] = int(row["n"]) if row else 0
-    return min(sizes, key=lambda column: sizes[column])
+        if row is not None and int(row["n"]) < fewest:
+            driving, fewest = column, int(row["n"])
+    return driving
 
 
 def list_sessions(tx: Tx, spec: SessionFilter) -> dict[str, Any]:
@@ -247,7 +251,7 @@ class StatsSpec:
 Group = tuple[Any, Any]  # (key, bucket start); None for the one not asked for
 
 
-def _state_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
+def state_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
     """Sessions per state, and the clean-exit seconds, per group, in group order."""
     key = spec.groups()[0]
     if spec.since_us is not None:
@@ -259,6 +263,7 @@ def _state_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
         # Finished sessions from the (key, status, ...) indexes alone; the few active ones
         # by their own partial indexes, whatever else is filtered on.
         rows = _grouped_counts(tx, spec, key, "status", " AND status <> 'active'", indexed=True)
+        key = f"{key} || ''" if key else None  # grouping by it must not walk its index
         rows += _grouped_counts(tx, spec, key, "'active'", " AND status = 'active'", indexed=False)
     counts: dict[Group, dict[str, Any]] = {}
     for row in rows:
@@ -296,19 +301,18 @@ def _group_order(item: tuple[Group, Any]) -> tuple[bool, Any, bool, Any]:
     return (key is None, key or "", bucket is None, bucket or 0)
 
 
-def _window_durations(
-    tx: Tx, spec: StatsSpec, where: str, params: list[Any]
-) -> dict[Group, list[float]]:
+def window_durations(tx: Tx, spec: StatsSpec) -> dict[Group, list[float]]:
     """The durations of a window's cleanly ended sessions per group, each list sorted.
 
     One read of the window and a sort here costs far less than two ranked reads per
     group: the (key, status, duration) index cannot seek by start time, so each ranked
     read would sort the window again."""
     key, bucket = spec.groups()
+    param = Params()
     rows = tx.all(
         f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, duration_seconds "
-        f"FROM sessions WHERE status = 'ended' AND status <> 'active'{where}",
-        params,
+        f"FROM sessions WHERE status = 'ended' AND status <> 'active'{spec.where(param)}",
+        param.values,
     )
     durations: dict[Group, list[float]] = {}
     for row in rows:
@@ -334,11 +338,9 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
     read by an offset into the group's (key, status, duration) index; within a window
     from the window's durations, read once.
     """
-    param = Params()
-    where = spec.where(param)
-    counts = _state_counts(tx, spec)
+    counts = state_counts(tx, spec)
     windowed = spec.percentiles and spec.since_us is not None
-    durations = _window_durations(tx, spec, where, param.values) if windowed else {}
+    durations = window_durations(tx, spec) if windowed else {}
 
     def percentile(group: Group) -> Percentile | None:
         if not spec.percentiles:
@@ -346,22 +348,9 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
         if windowed:
             return lambda percent: nearest_rank(durations.get(group, []), percent)
         ended = int(counts[group].get(SessionStatus.ENDED, 0))
-        return lambda percent: _nth_duration(
-            tx, spec, group, (ended * percent + 99) // 100 - 1, where, param.values
-        )
+        return lambda percent: _nth_duration(tx, spec, group, (ended * percent + 99) // 100 - 1)
 
     return [_group_stats(group, counts[group], percentile(group)) for group in counts]
-
-
-def window_counts(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
-    """Sessions per state (and clean-exit seconds) per group of the spec's window."""
-    return _state_counts(tx, spec)
-
-
-def window_durations(tx: Tx, spec: StatsSpec) -> dict[Group, list[float]]:
-    """Sorted clean-exit durations per group of the spec's window."""
-    param = Params()
-    return _window_durations(tx, spec, spec.where(param), param.values)
 
 
 def summarize(
@@ -432,14 +421,11 @@ def recent_finished(tx: Tx, spec: StatsSpec, limit: int) -> list[dict[str, Any]]
     return [to_record(row) for row in rows]
 
 
-def _nth_duration(
-    tx: Tx, spec: StatsSpec, group: Group, offset: int, where: str, params: list[Any]
-) -> float | None:
+def _nth_duration(tx: Tx, spec: StatsSpec, group: Group, offset: int) -> float | None:
     """The duration at `offset` in the group's cleanly ended sessions, by the (key,
-    status, duration) index; the filters' parameters come first, then the group's key and
-    bucket, then the offset."""
+    status, duration) index."""
     param = Params()
-    param.values = list(params)
+    where = spec.where(param)
     in_group = "".join(
         f" AND {expression} = {param(value)}"
         for expression, value in zip(spec.groups(), group, strict=True)
@@ -447,8 +433,7 @@ def _nth_duration(
     )
     row = tx.one(
         f"SELECT duration_seconds FROM sessions WHERE status = 'ended' AND status <> 'active'"
-        f"{where}{in_group} "
-        f"ORDER BY duration_seconds LIMIT 1 OFFSET {param(offset)}",
+        f"{where}{in_group} ORDER BY duration_seconds LIMIT 1 OFFSET {param(offset)}",
         param.values,
     )
     return float(row["duration_seconds"]) if row else None

@@ -163,6 +163,11 @@ _V4_INDEXES = (
 _V4 = (
     # events_by_session serves events without a session too (session_id IS NULL, by id).
     "DROP INDEX events_without_session",
+    # Active sessions newest first (the dashboard's "now"), counted (health), and checked
+    # for silence by the reaper, which reads them all anyway: one index by start serves all.
+    "DROP INDEX sessions_active_by_receipt",
+    "CREATE INDEX sessions_active_by_start ON sessions (started_us, session_id) "
+    "WHERE status = 'active'",
     "DROP INDEX sessions_by_status",
     *(f"DROP INDEX sessions_stats_by_{key}" for key in GROUP_KEYS),
     *_V4_INDEXES,
