@@ -112,6 +112,31 @@ async def test_all_tools_in_memory(manager: SessionLifecycleManager) -> None:
         assert late_beat["status"] == "ignored" and late_beat["session_status"] == "crashed"
 
 
+async def test_objects_sent_as_json_text_are_read_as_objects(
+    manager: SessionLifecycleManager,
+) -> None:
+    """Some clients send every object argument as a JSON string."""
+    event = start_payload(
+        user=json.dumps({"username": "john", "home": "/home/john"}),
+        metadata=' {"ticket": "OPS-1"} ',
+    )
+    async with in_memory(manager) as client:
+        started = await call(client, "track_session_start", event)
+        assert started["status"] == "tracked", started
+        record = await call(client, "get_session", {"session_id": started["session_id"]})
+        assert (record["username"], record["start_metadata"]) == ("john", {"ticket": "OPS-1"})
+        ended = await call(
+            client,
+            "track_session_end",
+            {
+                "session_id": started["session_id"],
+                "timestamp": "2026-02-06T12:35:56Z",
+                "metadata": '{"exit_code": 1}',
+            },
+        )
+        assert ended["session_status"] == "crashed"
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "field"),
     [

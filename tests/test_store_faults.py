@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,8 @@ sys.stdin.read()
 """
 
 
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    """Another process holds the SQLite write lock on `path` until the block ends."""
+def hold_write_lock(path: Path) -> Callable[[], object]:
+    """Another process takes the SQLite write lock on `path`; calling the result ends it."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(path)],
         stdin=subprocess.PIPE,
@@ -44,10 +43,17 @@ def write_lock_held(path: Path) -> Iterator[None]:
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return lambda: holder.communicate("", timeout=10)
+
+
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another process holds the SQLite write lock on `path` until the block ends."""
+    release = hold_write_lock(path)
     try:
         yield
     finally:
-        holder.communicate("", timeout=10)
+        release()
 
 
 async def test_readers_and_opening_do_not_wait_for_the_write_lock(tmp_path: Path) -> None:
@@ -76,8 +82,10 @@ async def test_a_failing_job_rolls_back_alone_and_the_batch_commits_once(tmp_pat
         lambda sql: commits.append(sql) if sql == "COMMIT" else None
     )
     gate = threading.Event()
-    blocker = asyncio.ensure_future(store.write(lambda tx: gate.wait(10)))
-    await asyncio.sleep(0.1)  # the writer is inside the blocker's batch
+    # A lone write from another thread's event loop holds the writer connection.
+    blocker = threading.Thread(target=asyncio.run, args=(store.write(lambda tx: gate.wait(10)),))
+    blocker.start()
+    await asyncio.sleep(0.1)
     before = len(commits)
 
     def insert(number: int) -> Any:
@@ -90,14 +98,58 @@ async def test_a_failing_job_rolls_back_alone_and_the_batch_commits_once(tmp_pat
     writes = asyncio.gather(*jobs, return_exceptions=True)
     await asyncio.sleep(0.1)  # all 65 queued behind the blocker
     gate.set()
-    await blocker
+    await asyncio.to_thread(blocker.join)
     outcomes = await writes
-    assert len(commits) - before == 2  # the blocker's batch, then all 65 in one
+    assert len(commits) - before == 2  # the blocker's commit, then all 65 in one
     failures = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
     assert len(failures) == 1 and "UNIQUE" in str(failures[0])
     rows = await store.read(lambda tx: tx.all("SELECT version FROM schema_migrations"))
     assert {row["version"] for row in rows} >= {100 + number for number in range(64)}
     assert store.failing is None  # a bad job is not a failing store
+    await store.close()
+
+
+async def test_concurrent_writes_share_commits_and_a_lone_write_commits_at_once(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(str(tmp_path / "burst.db"))
+    commits: list[str] = []
+    store._writer_connection.set_trace_callback(
+        lambda sql: commits.append(sql) if sql == "COMMIT" else None
+    )
+    sql = "INSERT INTO schema_migrations (version, name, applied_us) VALUES ($1, 'burst', 0)"
+    threads: list[int] = []
+
+    def insert(number: int) -> Any:
+        return lambda tx: (threads.append(threading.get_ident()), tx.run(sql, (100 + number,)))
+
+    await asyncio.gather(*(store.write(insert(number)) for number in range(64)))
+    assert len(commits) <= 2  # one batch, or a first job and then the rest
+    assert threading.get_ident() not in threads  # a burst goes to the writer thread
+    for number in range(64, 74):  # one at a time: each commits on the caller's thread
+        await store.write(insert(number))
+    assert threads[-10:] == [threading.get_ident()] * 10
+    rows = await store.read(lambda tx: tx.all("SELECT version FROM schema_migrations"))
+    assert {row["version"] for row in rows} >= set(range(100, 174))
+    await store.close()
+
+
+async def test_a_lone_write_does_not_hold_up_the_event_loop_behind_another_process(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "held.db"
+    store = SQLiteStore(str(database))
+    sql = "INSERT INTO schema_migrations (version, name, applied_us) VALUES (100, 'late', 0)"
+    releaser = threading.Timer(0.5, hold_write_lock(database))
+    releaser.start()
+    write = asyncio.ensure_future(store.write(lambda tx: tx.run(sql)))
+    ticks = 0
+    while not write.done():  # the loop keeps running while the write waits for the lock
+        await asyncio.sleep(0.01)
+        ticks += 1
+    releaser.join()
+    assert ticks >= 10
+    assert write.result() == 1  # it went through once the lock was free
     await store.close()
 
 

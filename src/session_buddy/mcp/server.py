@@ -13,7 +13,7 @@ from pydantic import Field
 from session_buddy import __version__
 from session_buddy.app.auth import CLAIMS_STATE_KEY, READ_SCOPE
 from session_buddy.app.service import SessionService
-from session_buddy.app.tools import TOKEN, TOOLS, Argument, Tool, call_tool, unknown_arguments
+from session_buddy.app.tools import TOKEN, TOOLS, Argument, Tool, call_tool
 
 INSTRUCTIONS = (
     "session-buddy tracks shell and agent sessions. Call track_session_start when a shell "
@@ -52,24 +52,42 @@ def _parameter(argument: Argument) -> inspect.Parameter:
     )
 
 
-def _tool_function(service: SessionService, tool: Tool) -> Any:
-    """A function whose signature the SDK turns into the tool's input and output schema."""
+def _schema_function(tool: Tool) -> Any:
+    """A function whose signature the SDK turns into the tool's input and output schema.
+    Calls never reach it: SessionBuddyServer.call_tool runs the tool."""
 
-    async def run(ctx: Context, **arguments: Any) -> CallToolResult:
-        return _result(await call_tool(service, tool.name, arguments, claims=_verified_claims(ctx)))
+    async def run(**arguments: Any) -> CallToolResult:
+        raise NotImplementedError(f"{tool.name} runs through SessionBuddyServer.call_tool")
 
     parameters = [_parameter(argument) for argument in (*tool.arguments, TOKEN)]
-    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
     returns = Annotated[CallToolResult, tool.output]
-    run.__signature__ = inspect.Signature([*parameters, context], return_annotation=returns)  # type: ignore[attr-defined]
-    run.__annotations__ = {"ctx": Context, "return": returns}
+    run.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    run.__annotations__ = {"return": returns}
     run.__name__ = tool.name
     return run
 
 
+def _decoded_json_texts(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments with JSON objects, arrays, booleans and nulls sent as text decoded, as
+    the SDK does for its own tools (some clients send every object as a JSON string)."""
+    decoded = dict(arguments)
+    for name, value in arguments.items():
+        if not isinstance(value, str):
+            continue
+        text = value.strip()
+        if text[:1] in ("{", "[") or text in ("true", "false", "null"):
+            try:
+                decoded[name] = json.loads(text)
+            except (ValueError, RecursionError):
+                continue
+    return decoded
+
+
 class SessionBuddyServer(MCPServer):
-    """MCPServer, but a call with arguments a tool does not take is refused, naming
-    them, as a normal error result (the SDK would drop them silently)."""
+    """MCPServer that runs its own tools straight through `call_tool`: the arguments are
+    checked there (a call with arguments a tool does not take is refused, naming them,
+    where the SDK would drop them silently), so the SDK's per-call argument model,
+    argument copy and output re-validation are skipped."""
 
     def __init__(self, service: SessionService) -> None:
         super().__init__(
@@ -80,11 +98,11 @@ class SessionBuddyServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
     ) -> Any:
-        tool = TOOLS.get(name)
-        if tool is not None and unknown_arguments(tool, arguments):
-            claims = _verified_claims(context) if context else None
-            return _result(await call_tool(self.service, name, arguments, claims=claims))
-        return await super().call_tool(name, arguments, context)
+        if name not in TOOLS:
+            return await super().call_tool(name, arguments, context)
+        claims = _verified_claims(context) if context else None
+        arguments = _decoded_json_texts(arguments)
+        return _result(await call_tool(self.service, name, arguments, claims=claims))
 
 
 def build_mcp_server(service: SessionService) -> MCPServer:
@@ -98,7 +116,7 @@ def build_mcp_server(service: SessionService) -> MCPServer:
             idempotent_hint=None if read_only else True,
         )
         server.add_tool(
-            _tool_function(service, tool),
+            _schema_function(tool),
             name=tool.name,
             description=tool.description,
             annotations=annotations,

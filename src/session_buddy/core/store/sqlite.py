@@ -1,9 +1,15 @@
-"""Embedded SQLite store: one writer thread with group commit, pooled readers.
+"""Embedded SQLite store: one writer connection with group commit, pooled readers.
 
-Every write is a job on a queue. The writer thread takes all queued jobs, runs them in
-one transaction and commits once (synchronous=FULL by default), then answers every
+A burst of writes is a queue of jobs. The writer thread takes all queued jobs, runs them
+in one transaction and commits once (synchronous=FULL by default), then answers every
 caller. Concurrent callers therefore share one fsync, while a caller only hears back
 after its work is on disk.
+
+A lone write skips the queue: when, after every ready task of its event loop has had
+its turn, no other write has arrived, nothing is queued and the writer is idle, it runs
+and commits on the caller's own thread (two thread switches cost about as much as the
+statements of a start). It never waits there for another process's lock: that
+case goes to the writer thread, which does.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,7 @@ from session_buddy.timestamps import now_micros
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_BATCH = 1024
+BUSY_TIMEOUT_MS = 10_000
 
 
 _NUMBERS = tuple(str(number) for number in range(1, 1000))
@@ -61,12 +69,15 @@ class SQLiteTx:
 @dataclass
 class _Job:
     work: Callable[[SQLiteTx], Any]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None  # None: run on the caller's thread, nobody waits
 
 
-def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+Outcome = tuple[_Job, Any, BaseException | None]
+
+
+def _settle(outcomes: list[Outcome]) -> None:
     for job, result, error in outcomes:
-        if job.future.done():  # the caller gave up (cancelled); the work stands regardless
+        if job.future is None or job.future.done():  # nobody waits, or the caller gave up
             continue
         if error is None:
             job.future.set_result(result)
@@ -74,12 +85,13 @@ def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
             job.future.set_exception(error)
 
 
-def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+def _answer(outcomes: list[Outcome]) -> None:
     """Wake each waiting event loop once per batch, not once per job (each wake-up is a
     syscall and a GIL hand-off)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for outcome in outcomes:
-        by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
+        if outcome[0].future is not None:
+            by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop is gone: nobody waits
             loop.call_soon_threadsafe(_settle, settled)
@@ -89,7 +101,7 @@ def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection
     """A connection; only the writer's may switch the file to WAL (which takes a lock)."""
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA busy_timeout = 10000")
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if writer:
         if connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
             # A new file (set before WAL and any table): pruning can give space back.
@@ -99,6 +111,22 @@ def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection
     else:
         connection.execute("PRAGMA query_only = ON")
     return connection
+
+
+def _begin_waiting(connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS for another process's write lock
+    (the writer connection's own busy timeout is zero, so a lone write never waits)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
 class SQLiteStore:
@@ -125,6 +153,8 @@ class SQLiteStore:
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._accepting = threading.Lock()  # held to enqueue, and to declare the writer dead
+        self._writing = threading.Lock()  # held by whoever uses the writer connection
+        self._arrivals = 0  # writes asked for so far: a change while one waits means a burst
         self._closed = False
         self._writer: threading.Thread | None = None
         self._writer_stopped: str | None = None  # why the writer thread died
@@ -137,6 +167,7 @@ class SQLiteStore:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self._writer_connection = _connect(self.path, synchronous, writer=True)
                 self._migrate()
+                self._writer_connection.execute("PRAGMA busy_timeout = 0")
         except (sqlite3.Error, OSError) as exc:
             raise StoreOpenError(f"cannot open the session database {self.path}: {exc}") from exc
         if not read_only:
@@ -167,16 +198,51 @@ class SQLiteStore:
             raise
 
     async def write(self, work: Callable[[SQLiteTx], T]) -> T:
+        self._arrivals += 1
+        arrival = self._arrivals
+        if self._jobs.empty():
+            await asyncio.sleep(0)  # every ready task runs first: it may write too
+            if self._arrivals == arrival and self._jobs.empty():
+                outcome = self._run_alone(work)
+                if outcome is not None:
+                    _, result, error = outcome
+                    if error is not None:
+                        raise error
+                    return result  # type: ignore[no-any-return]
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._accepting:
-            if self._closed:
-                raise StoreClosedError("the session store is closed")
-            if self._writer is None:
-                raise StoreUnavailable(f"{self.path} was opened for reading only")
-            if self._writer_stopped is not None:
-                raise StoreUnavailable(self._writer_stopped)
+            self._refuse_if_stopped()
             self._jobs.put(_Job(work, future))
         return await future
+
+    def _refuse_if_stopped(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the session store is closed")
+        if self._writer is None:
+            raise StoreUnavailable(f"{self.path} was opened for reading only")
+        if self._writer_stopped is not None:
+            raise StoreUnavailable(self._writer_stopped)
+
+    def _run_alone(self, work: Callable[[SQLiteTx], Any]) -> Outcome | None:
+        """Run one write here and now; None if the writer is busy or another process
+        holds the database's write lock (the writer thread then waits for it)."""
+        with self._accepting:
+            self._refuse_if_stopped()
+        if not self._writing.acquire(blocking=False):
+            return None
+        try:
+            connection = self._writer_connection
+            try:
+                connection.execute("BEGIN IMMEDIATE")  # the connection does not wait for locks
+            except sqlite3.Error:  # locked, or failing: the writer thread waits or reports
+                return None
+            job = _Job(work, None)
+            try:
+                return self._commit_batch(connection, [job], begun=True)[0]
+            except BaseException as exc:  # as if the writer thread had died of it
+                raise self._stop_writing(exc) from exc
+        finally:
+            self._writing.release()
 
     async def read(self, work: Callable[[SQLiteTx], T]) -> T:
         if self._closed:
@@ -204,30 +270,35 @@ class SQLiteStore:
             self._readers.put(connection)
 
     def _write_loop(self) -> None:
-        connection = self._writer_connection
-        tx = SQLiteTx(connection)
         batch: list[_Job] = []
         try:
             stopping = False
             while not stopping:
-                batch, stopping = self._next_batch()
-                if batch:
-                    _answer(self._commit_batch(connection, tx, batch))
+                first = self._jobs.get()
+                with self._writing:  # jobs queued while a lone write ran join this batch
+                    batch, stopping = self._next_batch(first)
+                    outcomes = self._commit_batch(self._writer_connection, batch) if batch else []
+                _answer(outcomes)
                 batch = []
         except BaseException as exc:  # a bug, or a job that raised past Exception
-            with self._accepting:  # no job is queued after this
-                self._writer_stopped = self.failing = f"the store's writer stopped: {exc!r}"
-            died = StoreUnavailable(self._writer_stopped)
+            died = self._stop_writing(exc)
             _answer([(job, None, died) for job in batch])
         finally:
             self._refuse_leftovers()
-            connection.close()
+            with self._writing:
+                self._writer_connection.close()
 
-    def _next_batch(self) -> tuple[list[_Job], bool]:
-        """The queued jobs, up to MAX_BATCH, waiting for the first; and whether the stop
+    def _stop_writing(self, exc: BaseException) -> StoreUnavailable:
+        """Refuse every later write: the writer connection's state is unknown."""
+        with self._accepting:  # no job is queued after this
+            self._writer_stopped = self.failing = f"the store's writer stopped: {exc!r}"
+            self._jobs.put(None)  # the writer thread, if it still runs, closes the connection
+        return StoreUnavailable(self._writer_stopped)
+
+    def _next_batch(self, item: _Job | None) -> tuple[list[_Job], bool]:
+        """`item` and the jobs queued after it, up to MAX_BATCH; and whether the stop
         (a None) came."""
         batch: list[_Job] = []
-        item = self._jobs.get()
         while True:
             if item is None:
                 return batch, True
@@ -251,15 +322,17 @@ class SQLiteStore:
                 _answer([(item, None, refusal)])
 
     def _commit_batch(
-        self, connection: sqlite3.Connection, tx: SQLiteTx, batch: list[_Job]
-    ) -> list[tuple[_Job, Any, BaseException | None]]:
+        self, connection: sqlite3.Connection, batch: list[_Job], *, begun: bool = False
+    ) -> list[Outcome]:
         """Run the batch in one transaction, each job in a savepoint of its own (a job
         that fails rolls back only itself), and commit once. A job alone needs no
         savepoint: if it fails, the transaction is rolled back instead."""
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         alone = len(batch) == 1
+        tx = SQLiteTx(connection)
         try:
-            connection.execute("BEGIN IMMEDIATE")
+            if not begun:
+                _begin_waiting(connection)
             for job in batch:
                 if not alone:
                     connection.execute("SAVEPOINT job")
