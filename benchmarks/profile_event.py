@@ -1,7 +1,8 @@
 """Where one start and one end go, in process on a durable SQLite store: SQL statements
-per event, pages written to the WAL per event, a profile of both threads (the event loop
-and the store's writer), and what each index costs (sequential start+end pairs/s with
-that index dropped, beside all indexes, in the same run).
+per event, pages written to the WAL per event, the statements of a start when 999 others
+share its second, a profile of the event loop's thread (where a lone write runs), and
+what each index costs (sequential start+end pairs/s with that index dropped, beside all
+indexes, in the same run).
 
     python benchmarks/profile_event.py [--pairs 2000] [--seconds 2]
 """
@@ -21,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench_core import one_pair
+from bench_core import one_pair, start_event
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp import SessionTracker
 from stores import create
@@ -55,28 +56,41 @@ async def per_event_writes(folder: Path, pairs: int) -> None:
 
 
 async def profiled(folder: Path, pairs: int) -> None:
-    """cProfile of the event loop's thread and of the writer thread over `pairs` pairs."""
+    """cProfile of the event loop's thread over `pairs` sequential pairs (a lone write
+    runs and commits there; the writer thread takes only bursts)."""
     manager = SessionLifecycleManager(f"sqlite:///{folder}/profile.db")
     tracker = SessionTracker(manager)
     await one_pair(tracker, "warm", 0)
-    loop_side, writer_side = cProfile.Profile(), cProfile.Profile()
-    await manager.store.write(lambda tx: writer_side.enable())  # in the writer thread
-    loop_side.enable()
+    profile = cProfile.Profile()
+    profile.enable()
     began = time.perf_counter()
     for n in range(1, pairs + 1):
         await one_pair(tracker, "profile", n)
     elapsed = time.perf_counter() - began
-    loop_side.disable()
-    await manager.store.write(lambda tx: writer_side.disable())
+    profile.disable()
     await manager.close()
     print(f"profiled {pairs} pairs: {elapsed / pairs * 1000:.2f} ms per pair (with profiling)")
-    for name, profile in (("event loop thread", loop_side), ("writer thread", writer_side)):
-        out = io.StringIO()
-        stats = pstats.Stats(profile, stream=out).sort_stats("tottime")
-        total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
-        print(f"-- {name}: {total / pairs * 1000:.3f} ms per pair (own time of every call)")
-        stats.print_stats(12)
-        print("\n".join(out.getvalue().splitlines()[6:]))
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out).sort_stats("tottime")
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    print(f"-- event loop thread: {total / pairs * 1000:.3f} ms per pair (own time of every call)")
+    stats.print_stats(12)
+    print("\n".join(out.getvalue().splitlines()[6:]))
+
+
+async def same_second_starts(folder: Path, starts: int) -> None:
+    """SQL statements of the last of `starts` starts dated in the same second."""
+    manager = SessionLifecycleManager(f"sqlite:///{folder}/second.db")
+    tracker = SessionTracker(manager)
+    connection: sqlite3.Connection = manager.store._writer_connection  # type: ignore[attr-defined]
+    for pid in range(1, starts):
+        await tracker.handle_session_start(start_event("second", 0, pid))
+    statements: list[str] = []
+    await manager.store.write(lambda tx: connection.set_trace_callback(statements.append))
+    last = await tracker.handle_session_start(start_event("second", 0, starts))
+    await manager.store.write(lambda tx: connection.set_trace_callback(None))
+    await manager.close()
+    print(f"start {starts} in one second ({last.session_id}): {len(statements)} statements\n")
 
 
 async def pairs_per_second(url: str, seconds: float, drop: str | None) -> float:
@@ -122,6 +136,7 @@ async def main(pairs: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="sb-profile-") as name:
         folder = Path(name)
         await per_event_writes(folder, pairs)
+        await same_second_starts(folder, 1000)
         await profiled(folder, pairs)
         await index_costs(folder, seconds)
 

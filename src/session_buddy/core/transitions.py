@@ -205,16 +205,15 @@ def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_u
 
 
 def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[str, bool]:
-    """Insert under the first free id (base, base-2, base-3, ...); the primary key decides
-    between concurrent writers. (id, False) when this event id was already stored."""
+    """Insert under the base id, else under the next free one (base-2, base-3, ...); the
+    primary key decides between concurrent writers. (id, False) when this event id was
+    already stored."""
     base = session_id_base(new.component_name, new.started_us)
-    columns = [getattr(new, column) for column in _NEW_COLUMNS]
-    seq = 1
+    columns = (getattr(new, column) for column in _NEW_COLUMNS)
+    values = [_json(value) if isinstance(value, dict) else value for value in columns]
+    session_id = base
     while True:
-        session_id = base if seq == 1 else f"{base}-{seq}"
-        values = [_json(value) if isinstance(value, dict) else value for value in columns]
-        inserted = tx.one(_INSERT, (session_id, *values, received_us))
-        if inserted is not None:
+        if tx.one(_INSERT, (session_id, *values, received_us)) is not None:
             return session_id, True
         existing = tx.one("SELECT session_id FROM sessions WHERE event_id = $1", (new.event_id,))
         if existing is not None:
@@ -222,7 +221,24 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[s
         running = _active_external(tx, new.external_id)
         if running is not None:
             return running, False
-        seq += 1
+        session_id = f"{base}-{_free_suffix(tx, base)}"
+
+
+def _free_suffix(tx: Tx, base: str) -> int:
+    """The first n >= 2 with `base-n` free, when base-2 ... base-k are taken in a row
+    (some n with `base-n` free if there are gaps), in about 2 log2 k lookups: many
+    starts in one second cost each start a few reads, not one insert per taken id."""
+
+    def taken(n: int) -> bool:
+        return tx.one("SELECT 1 FROM sessions WHERE session_id = $1", (f"{base}-{n}",)) is not None
+
+    low, high = 1, 2  # base-low is taken (1 stands for base itself); base-high is unknown
+    while taken(high):
+        low, high = high, 2 * high
+    while high - low > 1:  # base-low taken, base-high free
+        middle = (low + high) // 2
+        low, high = (middle, high) if taken(middle) else (low, middle)
+    return high
 
 
 def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
