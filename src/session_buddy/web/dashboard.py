@@ -11,14 +11,14 @@ dashboard.js keeps the token in session storage and sends it as a header, never 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -36,6 +36,9 @@ from session_buddy.timestamps import (
 )
 from session_buddy.web import charts
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 PAGE = 50
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
@@ -51,13 +54,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-templates = Environment(
-    loader=PackageLoader("session_buddy.web", "templates"),
-    autoescape=select_autoescape(default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 
 def age(iso: str | None) -> str:
     """`3 min ago` for a stored time; `-` for none."""
@@ -71,9 +67,20 @@ def elapsed(iso: str) -> str:
     return human_duration((datetime.now(UTC) - parse_timestamp(iso)).total_seconds())
 
 
-templates.filters["duration"] = human_duration
-templates.filters["age"] = age
-templates.filters["elapsed"] = elapsed
+@functools.cache
+def templates() -> Environment:
+    """The page templates, made on the first page: a server that only speaks MCP never
+    loads Jinja2 (about 2 MB of its memory)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    environment = Environment(
+        loader=PackageLoader("session_buddy.web", "templates"),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(duration=human_duration, age=age, elapsed=elapsed)
+    return environment
 
 
 def register_dashboard(server: Any, service: SessionService) -> None:
@@ -84,16 +91,20 @@ def register_dashboard(server: Any, service: SessionService) -> None:
             bearer = bearer_token(request.headers.get("authorization"))
             service.authorize(Caller(bearer), READ_SCOPE)
         except AuthError as exc:
-            locked = templates.get_template("locked.html").render(
-                reason=str(exc) if request.headers.get("authorization") else None,
-                version=__version__,
+            locked = (
+                templates()
+                .get_template("locked.html")
+                .render(
+                    reason=str(exc) if request.headers.get("authorization") else None,
+                    version=__version__,
+                )
             )
             return HTMLResponse(locked, status_code=401, headers=SECURITY_HEADERS)
         began = time.perf_counter()
         try:
             html = await page(request)
         except InvalidArgument as exc:
-            html = templates.get_template("error.html").render(message=str(exc))
+            html = templates().get_template("error.html").render(message=str(exc))
             return HTMLResponse(html, status_code=400, headers=SECURITY_HEADERS)
         spent = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"  # server time, for people
         return HTMLResponse(html, headers=SECURITY_HEADERS | {"Server-Timing": spent})
@@ -167,29 +178,33 @@ async def _overview(service: SessionService, request: Request) -> str:
         active["sessions"], key=lambda s: (ACTIVITY_ORDER.get(s["activity"] or "", 4),)
     )
     total = summary["total"]
-    return templates.get_template("overview.html").render(
-        page="overview",
-        version=__version__,
-        filters=filters,
-        query=urlencode(filters),
-        window=window,
-        windows=list(WINDOWS),
-        custom_from=since if window == "custom" else "",
-        custom_to=until or "",
-        since=since,
-        active=waiting,
-        more_active=active["next_cursor"] is not None,
-        finished=summary["finished"],
-        components=[_crash_free(group) for group in summary["groups"]],
-        bars=charts.stacked_bars(
-            summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"
-        ),
-        histogram=charts.histogram(
-            summary["histogram"],
-            total["duration_p50"] if total else None,
-            total["duration_p95"] if total else None,
-        ),
-        total=_crash_free(total) if total else None,
+    return (
+        templates()
+        .get_template("overview.html")
+        .render(
+            page="overview",
+            version=__version__,
+            filters=filters,
+            query=urlencode(filters),
+            window=window,
+            windows=list(WINDOWS),
+            custom_from=since if window == "custom" else "",
+            custom_to=until or "",
+            since=since,
+            active=waiting,
+            more_active=active["next_cursor"] is not None,
+            finished=summary["finished"],
+            components=[_crash_free(group) for group in summary["groups"]],
+            bars=charts.stacked_bars(
+                summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"
+            ),
+            histogram=charts.histogram(
+                summary["histogram"],
+                total["duration_p50"] if total else None,
+                total["duration_p95"] if total else None,
+            ),
+            total=_crash_free(total) if total else None,
+        )
     )
 
 
@@ -210,14 +225,18 @@ async def _sessions(service: SessionService, request: Request) -> str:
     next_query = (
         urlencode(filters | {"cursor": page["next_cursor"]}) if page["next_cursor"] else None
     )
-    return templates.get_template("sessions.html").render(
-        page="sessions",
-        version=__version__,
-        filters=filters,
-        statuses=("active", "ended", "crashed", "abandoned"),
-        sessions=page["sessions"],
-        next_query=next_query,
-        first_query=urlencode(filters) if cursor else None,
+    return (
+        templates()
+        .get_template("sessions.html")
+        .render(
+            page="sessions",
+            version=__version__,
+            filters=filters,
+            statuses=("active", "ended", "crashed", "abandoned"),
+            sessions=page["sessions"],
+            next_query=next_query,
+            first_query=urlencode(filters) if cursor else None,
+        )
     )
 
 
@@ -233,14 +252,18 @@ async def _detail(service: SessionService, request: Request) -> str:
     if record.get("external_id") and record.get("status") != "not_found":
         linked = await service.list_sessions(external_id=record["external_id"], limit=PAGE)
         children = [s for s in linked["sessions"] if s["session_id"] != session_id]
-    return templates.get_template("detail.html").render(
-        page="detail",
-        version=__version__,
-        record=record,
-        found=record.get("status") != "not_found",
-        events=events,
-        same_external=children,
-        pretty=_pretty,
+    return (
+        templates()
+        .get_template("detail.html")
+        .render(
+            page="detail",
+            version=__version__,
+            record=record,
+            found=record.get("status") != "not_found",
+            events=events,
+            same_external=children,
+            pretty=_pretty,
+        )
     )
 
 
