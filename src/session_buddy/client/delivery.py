@@ -9,15 +9,12 @@ said loudly and the event is kept.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from session_buddy.client.outcomes import Attempt, Outcome, attempt
 from session_buddy.client.spool import (
@@ -40,6 +37,9 @@ def token_identity(token: str | None) -> str:
     """Whose token this is (its subject, unverified) and a fingerprint; never the token."""
     if not token:
         return ""
+    import base64  # here: a shell that sends no token never loads these
+    import hashlib
+
     fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
     try:
         payload = token.split(".")[1]
@@ -67,28 +67,27 @@ def is_local(url: str) -> bool:
     return url.startswith(LOCAL_SCHEMES)
 
 
-@dataclass
-class Sent:
+class Sent(NamedTuple):
     """What became of one event: delivered, spooled (pending), or refused."""
 
     outcome: Outcome
+    result: dict[str, Any]  # the server's answer ({} when there was none)
     spooled: bool = False
     session_id: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
 
-@dataclass
 class FlushReport:
-    destination: str
-    delivered: int = 0
-    rejected: int = 0
-    quarantined: int = 0
-    remaining: int = 0
-    stopped_by: Outcome | None = None  # transient or credentials: the rest waits
-    reason: str = ""
-    busy: bool = False  # another process is delivering this destination
-    attempts: dict[int, Attempt] = field(default_factory=dict)
+    """What one flush of a destination did; filled in as it goes. (Plain classes and
+    NamedTuples here, not dataclasses: a shell imports the client at every launch.)"""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self.delivered = self.rejected = self.quarantined = self.remaining = 0
+        self.stopped_by: Outcome | None = None  # transient or credentials: the rest waits
+        self.reason = ""
+        self.busy = False  # another process is delivering this destination
+        self.attempts: dict[int, Attempt] = {}
 
 
 class Courier:
@@ -193,7 +192,7 @@ class Courier:
         except SpoolError as exc:
             self._note(f"{_describe(record)} is lost: {exc}")
         else:
-            sent.spooled = tried.outcome is not Outcome.REFUSED
+            return sent._replace(spooled=tried.outcome is not Outcome.REFUSED)
         return sent
 
     def _send_behind(self, record_id: int, record: dict[str, Any]) -> Sent:
@@ -202,7 +201,7 @@ class Courier:
         tried = report.attempts.get(record_id)
         if tried is None or tried.outcome not in (Outcome.DELIVERED, Outcome.REFUSED):
             outcome = report.stopped_by or Outcome.TRANSIENT
-            return Sent(outcome, spooled=True, reason=report.reason or "older records wait")
+            return Sent(outcome, {}, spooled=True, reason=report.reason or "older records wait")
         return self._sent(record, tried)
 
     def _enqueue(self, record: dict[str, Any], reason: str, state: str = "") -> int:
@@ -214,7 +213,7 @@ class Courier:
 
     def _sent(self, record: dict[str, Any], tried: Attempt) -> Sent:
         session_id = self._session_id(record, tried)
-        return Sent(tried.outcome, session_id=session_id, result=tried.result, reason=tried.reason)
+        return Sent(tried.outcome, tried.result, session_id=session_id, reason=tried.reason)
 
     @staticmethod
     def _session_id(record: dict[str, Any], tried: Attempt) -> str | None:

@@ -11,9 +11,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from session_buddy.client.transports import (
     CredentialsError,
@@ -33,8 +32,7 @@ class Outcome(StrEnum):
     CREDENTIALS = "credentials"
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     outcome: Outcome
     result: dict[str, Any]  # the server's answer ({} when there was none)
     reason: str = ""

@@ -15,14 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from session_buddy.config import Settings
 from session_buddy.processes import pid_exists
@@ -79,8 +77,7 @@ class SpoolFull(SpoolError):
     """The destination already has the most pending records allowed."""
 
 
-@dataclass(frozen=True)
-class Destination:
+class Destination(NamedTuple):
     """Where records go: a server or database URL, and whose token sends them (never
     the token itself)."""
 
@@ -88,8 +85,7 @@ class Destination:
     identity: str = ""
 
 
-@dataclass(frozen=True)
-class Spooled:
+class Spooled(NamedTuple):
     id: int
     destination: str
     identity: str
@@ -137,6 +133,8 @@ def _now_us() -> int:
 
 def _backoff_us(attempts: int) -> int:
     """Full jitter up to an exponentially growing cap (1 s, 2 s, ... 5 min)."""
+    import random  # here: only a failed delivery needs it, not a shell's launch
+
     cap = min(MAX_BACKOFF_SECONDS, 2.0 ** max(attempts - 1, 0))
     return int(random.uniform(cap / 2, cap) * 1_000_000)
 
