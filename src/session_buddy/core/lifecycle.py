@@ -281,12 +281,16 @@ class SessionLifecycleManager:
         """Abandon sessions that went silent, or whose local process is gone or reused."""
         now = now_micros()
         cutoff = now - int(self.abandon_after / timedelta(microseconds=1))
-        stale = await self.store.write(lambda tx: transitions.abandon_stale(tx, cutoff, now))
+        stale = await self.store.write(
+            lambda tx: transitions.abandon_stale(tx, cutoff, now), bulk=True
+        )
         local = await self.store.read(lambda tx: transitions.active_on_host(tx, self.hostname))
         reasons = {
             session.session_id: transitions.gone_reason(session, why)
             for session in local
             if (why := why_gone(session.pid, session.started_us)) is not None
         }
-        gone = await self.store.write(lambda tx: transitions.abandon_sessions(tx, reasons, now))
+        gone = await self.store.write(
+            lambda tx: transitions.abandon_sessions(tx, reasons, now), bulk=True
+        )
         return stale + gone

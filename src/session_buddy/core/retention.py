@@ -89,7 +89,8 @@ async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> Prune
     limit = FIRST_BATCH
     while True:
         started = time.perf_counter()
-        done = await store.write(functools.partial(prune_batch, cutoff_us=cutoff_us, limit=limit))
+        batch = functools.partial(prune_batch, cutoff_us=cutoff_us, limit=limit)
+        done = await store.write(batch, bulk=True)
         took = time.perf_counter() - started
         removed = sum(done["by_status"].values())
         if not removed and not done["events"]:
@@ -103,7 +104,7 @@ async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> Prune
         scale = TARGET_BATCH_SECONDS / max(took, 1e-4)
         limit = max(10, min(MAX_BATCH, int(limit * min(2.0, max(0.5, scale)))))
     while report.batches:
-        returned = await store.write(_give_space_back)
+        returned = await store.write(_give_space_back, bulk=True)
         report.pages_returned += returned
         if not returned:
             break

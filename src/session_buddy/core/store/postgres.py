@@ -128,8 +128,9 @@ class PostgresStore:
                 raise StoreUnavailable(f"the database fails: {exc}") from exc
         raise AssertionError("unreachable")
 
-    async def write(self, work: Callable[[PostgresTx], T]) -> T:
-        """`read`, and what became of it is what `failing` says."""
+    async def write(self, work: Callable[[PostgresTx], T], *, bulk: bool = False) -> T:
+        """`read` (on a pool thread, bulk or not), and what became of it is what
+        `failing` says."""
         try:
             result = await self.read(work)
         except StoreUnavailable as exc:

@@ -8,8 +8,9 @@ after its work is on disk.
 A lone write skips the queue: when, after every ready task of its event loop has had
 its turn, no other write has arrived, nothing is queued and the writer is idle, it runs
 and commits on the caller's own thread (two thread switches cost about as much as the
-statements of a start). It never waits there for another process's lock: that
-case goes to the writer thread, which does.
+statements of a start). It never waits there for another process's lock: that case goes
+to the writer thread, which does; and so does bulk upkeep (pruning, reaping), which
+would hold up the event loop for milliseconds.
 """
 
 from __future__ import annotations
@@ -197,10 +198,10 @@ class SQLiteStore:
             connection.execute("ROLLBACK")
             raise
 
-    async def write(self, work: Callable[[SQLiteTx], T]) -> T:
+    async def write(self, work: Callable[[SQLiteTx], T], *, bulk: bool = False) -> T:
         self._arrivals += 1
         arrival = self._arrivals
-        if self._jobs.empty():
+        if not bulk and self._jobs.empty():
             await asyncio.sleep(0)  # every ready task runs first: it may write too
             if self._arrivals == arrival and self._jobs.empty():
                 outcome = self._run_alone(work)
