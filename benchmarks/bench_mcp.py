@@ -1,11 +1,11 @@
 """MCP latency, cold start and memory, per transport, against floors from the same run.
 
-For stdio and for streamable HTTP this starts one server (embedded SQLite, durable) and
-prints: cold start to a completed initialize, the first tool call after it, p50/p99 of
-track_session_start, track_session_end, health_check and a protocol ping (the floors),
-the ratios DESIGN §9 sets targets for, how much of a start's budget over health_check a
-bare durable SQLite commit on the same disk takes at the same pace, and the server's RSS
-after 10,000 sessions.
+For stdio and for streamable HTTP (stateful, then stateless) this starts one server
+(embedded SQLite, durable) and prints: cold start to a completed initialize, the first
+tool call after it, p50/p99 of track_session_start, track_session_end, health_check and
+a protocol ping (the floors), the ratios DESIGN §9 sets targets for, how much of a
+start's budget over health_check a bare durable SQLite commit on the same disk takes at
+the same pace, and the server's RSS after 10,000 sessions.
 
     python benchmarks/bench_mcp.py [--calls 300] [--sessions 10000]
 """
@@ -193,12 +193,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def bench_http(folder: Path, calls: int, sessions: int) -> None:
+async def bench_http(folder: Path, calls: int, sessions: int, *, stateless: bool) -> None:
     port = free_port()
+    mode = "stateless" if stateless else "stateful"
     began = time.perf_counter()
     process = subprocess.Popen(
-        [*SERVER, "--http", "--port", str(port)],
-        env=server_env(folder / "http.db"),
+        [*SERVER, "--http", "--port", str(port), *(["--stateless"] if stateless else [])],
+        env=server_env(folder / f"http-{mode}.db"),
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/mcp"
@@ -217,7 +218,7 @@ async def bench_http(folder: Path, calls: int, sessions: int) -> None:
                         calls,
                         sessions,
                         lambda: process.pid,
-                        bare_commit(folder / "http-floor.db"),
+                        bare_commit(folder / f"http-{mode}-floor.db"),
                     )
                 break
             except Exception:
@@ -227,13 +228,14 @@ async def bench_http(folder: Path, calls: int, sessions: int) -> None:
     finally:
         process.terminate()
         process.wait()
-    report("streamable HTTP", cold, first, figures)
+    report(f"streamable HTTP, {mode} (JSON responses)", cold, first, figures)
 
 
 async def main(calls: int, sessions: int) -> None:
     with tempfile.TemporaryDirectory(prefix="sb-bench-mcp-") as folder:
         await bench_stdio(Path(folder), calls, sessions)
-        await bench_http(Path(folder), calls, sessions)
+        await bench_http(Path(folder), calls, sessions, stateless=False)
+        await bench_http(Path(folder), calls, sessions, stateless=True)
 
 
 if __name__ == "__main__":
