@@ -156,6 +156,7 @@ class SQLiteStore:
         self._accepting = threading.Lock()  # held to enqueue, and to declare the writer dead
         self._writing = threading.Lock()  # held by whoever uses the writer connection
         self._arrivals = 0  # writes asked for so far: a change while one waits means a burst
+        self._writer_has_work = False  # from taking a job off the queue to answering it
         self._closed = False
         self._writer: threading.Thread | None = None
         self._writer_stopped: str | None = None  # why the writer thread died
@@ -201,9 +202,9 @@ class SQLiteStore:
     async def write(self, work: Callable[[SQLiteTx], T], *, bulk: bool = False) -> T:
         self._arrivals += 1
         arrival = self._arrivals
-        if not bulk and self._jobs.empty():
+        if not bulk and self._idle():
             await asyncio.sleep(0)  # every ready task runs first: it may write too
-            if self._arrivals == arrival and self._jobs.empty():
+            if self._arrivals == arrival and self._idle():
                 outcome = self._run_alone(work)
                 if outcome is not None:
                     _, result, error = outcome
@@ -215,6 +216,11 @@ class SQLiteStore:
             self._refuse_if_stopped()
             self._jobs.put(_Job(work, future))
         return await future
+
+    def _idle(self) -> bool:
+        """Nothing queued and the writer thread holds no job (a lone write must not
+        overtake one, nor keep it waiting for the connection)."""
+        return self._jobs.empty() and not self._writer_has_work
 
     def _refuse_if_stopped(self) -> None:
         if self._closed:
@@ -276,10 +282,12 @@ class SQLiteStore:
             stopping = False
             while not stopping:
                 first = self._jobs.get()
+                self._writer_has_work = first is not None
                 with self._writing:  # jobs queued while a lone write ran join this batch
                     batch, stopping = self._next_batch(first)
                     outcomes = self._commit_batch(self._writer_connection, batch) if batch else []
                 _answer(outcomes)
+                self._writer_has_work = False
                 batch = []
         except BaseException as exc:  # a bug, or a job that raised past Exception
             died = self._stop_writing(exc)
