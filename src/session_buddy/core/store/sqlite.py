@@ -67,10 +67,14 @@ class SQLiteTx:
         return self._connection.execute(sql, _numbered(params)).rowcount
 
 
+Work = Callable[[SQLiteTx], Any]
+Done = tuple[Any, BaseException | None]  # a work's result, or what it failed with
+
+
 @dataclass
 class _Job:
-    work: Callable[[SQLiteTx], Any]
-    future: asyncio.Future[Any] | None  # None: run on the caller's thread, nobody waits
+    work: Work
+    future: asyncio.Future[Any]
 
 
 Outcome = tuple[_Job, Any, BaseException | None]
@@ -78,7 +82,7 @@ Outcome = tuple[_Job, Any, BaseException | None]
 
 def _settle(outcomes: list[Outcome]) -> None:
     for job, result, error in outcomes:
-        if job.future is None or job.future.done():  # nobody waits, or the caller gave up
+        if job.future.done():  # the caller gave up (cancelled); the work stands regardless
             continue
         if error is None:
             job.future.set_result(result)
@@ -91,8 +95,7 @@ def _answer(outcomes: list[Outcome]) -> None:
     syscall and a GIL hand-off)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for outcome in outcomes:
-        if outcome[0].future is not None:
-            by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
+        by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop is gone: nobody waits
             loop.call_soon_threadsafe(_settle, settled)
@@ -205,9 +208,9 @@ class SQLiteStore:
         if not bulk and self._idle():
             await asyncio.sleep(0)  # every ready task runs first: it may write too
             if self._arrivals == arrival and self._idle():
-                outcome = self._run_alone(work)
-                if outcome is not None:
-                    _, result, error = outcome
+                done = self._run_alone(work)
+                if done is not None:
+                    result, error = done
                     if error is not None:
                         raise error
                     return result  # type: ignore[no-any-return]
@@ -230,7 +233,7 @@ class SQLiteStore:
         if self._writer_stopped is not None:
             raise StoreUnavailable(self._writer_stopped)
 
-    def _run_alone(self, work: Callable[[SQLiteTx], Any]) -> Outcome | None:
+    def _run_alone(self, work: Work) -> Done | None:
         """Run one write here and now; None if the writer is busy or another process
         holds the database's write lock (the writer thread then waits for it)."""
         with self._accepting:
@@ -243,9 +246,8 @@ class SQLiteStore:
                 connection.execute("BEGIN IMMEDIATE")  # the connection does not wait for locks
             except sqlite3.Error:  # locked, or failing: the writer thread waits or reports
                 return None
-            job = _Job(work, None)
             try:
-                return self._commit_batch(connection, [job], begun=True)[0]
+                return self._commit_batch(connection, [work], begun=True)[0]
             except BaseException as exc:  # as if the writer thread had died of it
                 raise self._stop_writing(exc) from exc
         finally:
@@ -285,8 +287,9 @@ class SQLiteStore:
                 self._writer_has_work = first is not None
                 with self._writing:  # jobs queued while a lone write ran join this batch
                     batch, stopping = self._next_batch(first)
-                    outcomes = self._commit_batch(self._writer_connection, batch) if batch else []
-                _answer(outcomes)
+                    works = [job.work for job in batch]
+                    done = self._commit_batch(self._writer_connection, works) if works else []
+                _answer([(job, *outcome) for job, outcome in zip(batch, done, strict=True)])
                 self._writer_has_work = False
                 batch = []
         except BaseException as exc:  # a bug, or a job that raised past Exception
@@ -331,39 +334,39 @@ class SQLiteStore:
                 _answer([(item, None, refusal)])
 
     def _commit_batch(
-        self, connection: sqlite3.Connection, batch: list[_Job], *, begun: bool = False
-    ) -> list[Outcome]:
-        """Run the batch in one transaction, each job in a savepoint of its own (a job
-        that fails rolls back only itself), and commit once. A job alone needs no
+        self, connection: sqlite3.Connection, batch: list[Work], *, begun: bool = False
+    ) -> list[Done]:
+        """Run the batch in one transaction, each work in a savepoint of its own (a work
+        that fails rolls back only itself), and commit once. A work alone needs no
         savepoint: if it fails, the transaction is rolled back instead."""
-        outcomes: list[Outcome] = []
+        outcomes: list[Done] = []
         alone = len(batch) == 1
         tx = SQLiteTx(connection)
         try:
             if not begun:
                 _begin_waiting(connection)
-            for job in batch:
+            for work in batch:
                 if not alone:
                     connection.execute("SAVEPOINT job")
                 try:
-                    outcomes.append((job, job.work(tx), None))
+                    outcomes.append((work(tx), None))
                 except Exception as exc:
                     if not alone:
                         connection.execute("ROLLBACK TO job")
                     elif connection.in_transaction:
                         connection.execute("ROLLBACK")
-                    outcomes.append((job, None, self._store_error(exc)))
+                    outcomes.append((None, self._store_error(exc)))
                 if not alone:
                     connection.execute("RELEASE job")
             if connection.in_transaction:
                 connection.execute("COMMIT")
-        except sqlite3.Error as exc:  # the transaction itself failed: every job with it
+        except sqlite3.Error as exc:  # the transaction itself failed: every work with it
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             failed = self._store_error(exc)
-            return [(job, None, failed) for job in batch]
-        if any(error is None for _, _, error in outcomes):
+            return [(None, failed)] * len(batch)
+        if any(error is None for _, error in outcomes):
             self.failing = None
         return outcomes
 
