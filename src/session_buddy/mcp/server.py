@@ -86,8 +86,8 @@ def _decoded_json_texts(arguments: dict[str, Any]) -> dict[str, Any]:
 class SessionBuddyServer(MCPServer):
     """MCPServer that runs its own tools straight through `call_tool`: the arguments are
     checked there (a call with arguments a tool does not take is refused, naming them,
-    where the SDK would drop them silently), so the SDK's per-call argument model,
-    argument copy and output re-validation are skipped."""
+    where the SDK would drop them silently), so the SDK's per-call argument model and
+    output re-validation are skipped."""
 
     def __init__(self, service: SessionService) -> None:
         super().__init__(
