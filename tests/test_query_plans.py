@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,19 @@ async def a_servers_work(path: Path) -> None:
         await tracker.handle_session_end(end_event(ids[1], "2026-02-01T00:02:00Z", exit_code=3))
         await tracker.handle_session_end(end_event("no-such-session", "2026-02-01T00:02:00Z"))
         await manager.heartbeat(ids[2], activity="working")
-        claude = start_event(component_name="claude-code", pid=None, timestamp=WINDOW)
-        external = claude.model_copy(update={"external_id": "claude-1"})
+        twice = end_event(ids[3], "2026-02-01T00:03:00Z").model_copy(
+            update={"event_id": str(uuid.uuid4())}
+        )
+        await tracker.handle_session_end(twice)
+        await tracker.handle_session_end(twice)  # delivered again
+        claude = {"component_name": "claude-code", "timestamp": WINDOW}
+        external = start_event(**claude, pid=None, metadata={"external_id": "claude-1"})
         await tracker.handle_session_start(external)
         await tracker.handle_session_start(external)  # a repeat while it runs
+        resumed = start_event(**claude, pid=4242, metadata={"external_id": "claude-1"})
+        await tracker.handle_session_start(resumed)  # from another process
+        await tracker.handle_session_start(resumed)  # delivered again
+        await manager.heartbeat(None, external_id="claude-1", activity="idle")
         filters = {
             "status": "active",
             "component_name": "c1",

@@ -54,9 +54,20 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def _exited(pid: int) -> bool:
+    """Has the process exited, as a zombie its parent has not waited for yet ('Z') or one
+    being torn down ('X')? Only /proc tells; elsewhere a zombie counts as running."""
+    try:
+        stat = _read(f"/proc/{pid}/stat")
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
+
+
 def why_gone(pid: int, session_started_us: int) -> str | None:
-    """'process_gone' or 'pid_reused' when the session's process is no more, else None."""
-    if not pid_exists(pid):
+    """'process_gone' or 'pid_reused' when the session's process is no more (a zombie
+    is no more), else None."""
+    if not pid_exists(pid) or _exited(pid):
         return "process_gone"
     created = process_started_us(pid)
     if created is not None and created > session_started_us + _START_TIME_SLACK_US:

@@ -34,6 +34,11 @@ M = TypeVar("M", bound=BaseModel)
 STORE_UNAVAILABLE = "store unavailable, retry later"
 INTERNAL_ERROR = "internal error: the server log has the details"
 EXTERNAL_ID_MAX = 200
+_START_LOGGED = {
+    "tracked": "started",
+    "resumed": "resumed in another process",
+    "duplicate": "start repeated",
+}
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -173,13 +178,14 @@ class SessionService:
                 _field(event, "pid"),
             )
             return SessionStartResult(session_id=None, **failed)
+        happened = "tracked" if outcome.created else "resumed" if outcome.resumed else "duplicate"
         if self.metrics:
-            self.metrics.event("session_start", "tracked" if outcome.created else "duplicate")
+            self.metrics.event("session_start", happened)
             if outcome.created:
                 self.metrics.session_started(valid.component_name)
         self.logger.info(
-            "Session %s: session_id=%s, component=%s, shell_type=%s, pid=%d, user=%s, hostname=%s",
-            "started" if outcome.created else "start repeated",
+            "Session %s: session_id=%s, component=%s, shell_type=%s, pid=%s, user=%s, hostname=%s",
+            _START_LOGGED[happened],
             outcome.session_id,
             valid.component_name,
             valid.shell_type,
@@ -217,6 +223,7 @@ class SessionService:
                 metadata=valid.metadata,
                 payload=received,
                 external_id=external_id,
+                event_id=valid.event_id,
             )
             outcome = await self.manager.end_session(end)
         except Exception as exc:

@@ -145,10 +145,18 @@ def _limit(value: Any) -> int:
     return value
 
 
+# Event fields for which null is a value of its own (the client cannot tell its pid).
+NULL_IS_A_VALUE = ("pid",)
+
+
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The event's fields as sent: absent ones left to their defaults, the token apart."""
+    """The event's fields as sent: absent ones (and null ones, which some clients send
+    for every absent argument, except where null is a value) left to their defaults; the
+    token apart."""
     return {
-        name: value for name, value in arguments.items() if value is not None and name != TOKEN.name
+        name: value
+        for name, value in arguments.items()
+        if (value is not None or name in NULL_IS_A_VALUE) and name != TOKEN.name
     }
 
 

@@ -21,6 +21,18 @@ class InvalidArgument(SessionBuddyError, ValueError):
         self.field = field
 
 
+class RefusedValue(InvalidArgument):
+    """The database refused a value a client sent (bad bytes, a number out of range):
+    the client's doing, not a failure of the store."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "event",
+            "a value cannot be stored: it holds characters or a number the database refuses "
+            "(such as a NUL character)",
+        )
+
+
 class StoreUnavailable(SessionBuddyError):
     """The store failed in a way a retry may cure (closed, locked, disconnected)."""
 

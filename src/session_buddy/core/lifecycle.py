@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -66,6 +67,7 @@ class SessionLifecycleManager:
     `SessionLifecycleManager()` opens the default store ($SESSION_BUDDY_DATABASE_URL, else
     the embedded SQLite file under $XDG_DATA_HOME); pass `database_url` for another, and
     `read_only=True` to only read an existing one (no lock taken, nothing created).
+    `clock` is the server's clock (UTC microseconds), for receipt times and the reaper.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class SessionLifecycleManager:
         hostname: str | None = None,
         settings: Settings | None = None,
         read_only: bool = False,
+        clock: Callable[[], int] = now_micros,
     ) -> None:
         settings = settings or Settings.from_environment()
         self.database_url = database_url or settings.database_url
@@ -87,6 +90,7 @@ class SessionLifecycleManager:
             raise InvalidArgument("abandon_after", "abandon_after must be positive")
         self.abandon_after = abandon_after
         self.hostname = hostname or platform.node()
+        self.clock = clock  # the server's clock, UTC microseconds: receipt times, staleness
         self.store: Store = open_store(
             self.database_url, sqlite_synchronous=settings.sqlite_synchronous, read_only=read_only
         )
@@ -112,13 +116,13 @@ class SessionLifecycleManager:
         running external session changes nothing, and one after it ended starts a new
         session linked by previous_session_id.
         """
-        received = now_micros()
+        received = self.clock()
         _not_ahead(new.started_us, received)
         return await self.store.write(lambda tx: transitions.start_session(tx, new, received))
 
     async def end_session(self, end: SessionEnd) -> EndOutcome:
         """Record an end; an unknown session id comes back as not found."""
-        received = now_micros()
+        received = self.clock()
         _not_ahead(end.ended_us, received)
         return await self.store.write(lambda tx: transitions.end_session(tx, end, received))
 
@@ -141,15 +145,23 @@ class SessionLifecycleManager:
             )
         if session_id is None and external_id is None:
             raise InvalidArgument("session_id", "session_id: field required (or external_id)")
-        received = now_micros()
-        seen = _micros(timestamp, "timestamp") or received
+        received = self.clock()
+        given = _micros(timestamp, "timestamp")
+        seen = received if given is None else given
         _not_ahead(seen, received)
         payload = {"session_id": session_id, "timestamp": timestamp}
         extras = {"activity": activity, "external_id": external_id, "detail": detail}
         payload |= {name: value for name, value in extras.items() if value is not None}
         return await self.store.write(
             lambda tx: transitions.record_heartbeat(
-                tx, session_id, seen, received, payload, activity=activity, external_id=external_id
+                tx,
+                session_id,
+                seen,
+                received,
+                payload,
+                activity=activity,
+                external_id=external_id,
+                live=given is None,
             )
         )
 
@@ -271,7 +283,8 @@ class SessionLifecycleManager:
         return await self.store.read(lambda tx: queries.session_events(tx, session_id))
 
     async def prune(self, before: str | datetime, *, dry_run: bool = False) -> PruneReport:
-        """Delete finished sessions that started before `before`, and their events."""
+        """Delete finished sessions whose last activity is before `before` (an active one
+        never), and their events."""
         cutoff = _micros(before, "before")
         if cutoff is None:
             raise InvalidArgument("before", "before: a time is required")
@@ -279,18 +292,20 @@ class SessionLifecycleManager:
 
     async def reap(self) -> list[str]:
         """Abandon sessions that went silent, or whose local process is gone or reused."""
-        now = now_micros()
+        now = self.clock()
         cutoff = now - int(self.abandon_after / timedelta(microseconds=1))
-        stale = await self.store.write(
-            lambda tx: transitions.abandon_stale(tx, cutoff, now), bulk=True
+        silent = await self.store.write(
+            lambda tx: transitions.abandon_silent(tx, cutoff, now), bulk=True
         )
         local = await self.store.read(lambda tx: transitions.active_on_host(tx, self.hostname))
-        reasons = {
-            session.session_id: transitions.gone_reason(session, why)
+        gone = {
+            session: why
             for session in local
             if (why := why_gone(session.pid, session.started_us)) is not None
         }
-        gone = await self.store.write(
-            lambda tx: transitions.abandon_sessions(tx, reasons, now), bulk=True
+        if not gone:
+            return silent
+        abandoned = await self.store.write(
+            lambda tx: transitions.abandon_gone(tx, gone, now), bulk=True
         )
-        return stale + gone
+        return silent + abandoned

@@ -1,8 +1,10 @@
-"""Retention: deleting finished sessions that started before a cutoff, with their event
-log, in small write transactions so that no writer waits long behind a prune.
+"""Retention: deleting finished sessions whose last activity is before a cutoff, with
+their event log, in small write transactions so that no writer waits long behind a prune.
 
-Sessions go by start time, as `session_stats` windows do: stats of any window after the
-cutoff are unchanged. Active sessions are never pruned.
+A finished session's last activity is its `ended_us` (an abandoned one is dated at its
+last activity). Stats of any window after the cutoff are unchanged (a session started
+then was active then). Active sessions are never pruned, and the deleting statement
+checks the rule again, so a session revived meanwhile stays.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from session_buddy.core.rules import Effect, Event, Facts, decide, state_of
 from session_buddy.core.store.base import Store, Tx
 
-FINISHED = ("ended", "crashed", "abandoned")
 TARGET_BATCH_SECONDS = 0.025  # each batch aims here, so that none holds the lock ~50 ms
 FIRST_BATCH = 200
 MAX_BATCH = 5000
@@ -35,15 +37,14 @@ class PruneReport:
 def count_prunable(tx: Tx, cutoff_us: int) -> dict[str, Any]:
     """What a prune at `cutoff_us` would delete: sessions by state, and events."""
     rows = tx.all(
-        "SELECT status, COUNT(*) AS n FROM sessions WHERE status IN ($1, $2, $3) "
-        "AND started_us < $4 GROUP BY status",
-        (*FINISHED, cutoff_us),
+        f"SELECT status, COUNT(*) AS n FROM sessions WHERE {_QUIET} GROUP BY status",
+        (cutoff_us,),
     )
     events = tx.one(
         "SELECT (SELECT COUNT(*) FROM events WHERE session_id IN (SELECT session_id FROM "
-        "sessions WHERE status IN ($1, $2, $3) AND started_us < $4)) + (SELECT COUNT(*) FROM "
-        "events WHERE session_id IS NULL AND received_us < $4) AS n",
-        (*FINISHED, cutoff_us),
+        f"sessions WHERE {_QUIET})) + (SELECT COUNT(*) FROM "
+        "events WHERE session_id IS NULL AND received_us < $1) AS n",
+        (cutoff_us,),
     )
     return {
         "by_status": {row["status"]: int(row["n"]) for row in rows},
@@ -51,19 +52,32 @@ def count_prunable(tx: Tx, cutoff_us: int) -> dict[str, Any]:
     }
 
 
+# Finished, and quiet since before the cutoff ($1): the PRUNE rule's guard, in SQL.
+_QUIET = "status <> 'active' AND ended_us < $1"
+
+
 def prune_batch(tx: Tx, cutoff_us: int, limit: int) -> dict[str, Any]:
-    """Delete up to `limit` prunable sessions (oldest first) and their events; then, once
-    none are left, up to `limit` events of no session received before the cutoff."""
+    """Delete up to `limit` prunable sessions (quiet longest first) and their events;
+    then, once none are left, up to `limit` events of no session received before the
+    cutoff. Rows another transaction holds (a heartbeat reviving one) are skipped."""
     rows = tx.all(
-        "SELECT session_id, status FROM sessions WHERE status IN ($1, $2, $3) "
-        "AND started_us < $4 ORDER BY started_us LIMIT $5",
-        (*FINISHED, cutoff_us, limit),
+        f"SELECT session_id, status, end_reason FROM sessions WHERE {_QUIET} "
+        f"ORDER BY ended_us LIMIT $2{tx.lock_free_rows}",
+        (cutoff_us, limit),
     )
     by_status: dict[str, int] = {}
     events = 0
+    quiet = Facts(quiet_before_cutoff=True)
     for row in rows:
+        state = state_of(row["status"], row["end_reason"])
+        if decide(state, Event.PRUNE, quiet).effect is not Effect.DELETE:
+            continue
+        if not tx.run(
+            f"DELETE FROM sessions WHERE session_id = $2 AND {_QUIET}",
+            (cutoff_us, row["session_id"]),
+        ):
+            continue
         events += tx.run("DELETE FROM events WHERE session_id = $1", (row["session_id"],))
-        tx.run("DELETE FROM sessions WHERE session_id = $1", (row["session_id"],))
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
     if not rows:
         events = tx.run(

@@ -1,9 +1,11 @@
 """The session state machine as transactions, written once for every engine.
 
-Each function runs inside one write transaction (see `Store.write`) and appends what it
-did to the event log in that same transaction. Correctness under concurrency comes from
-constraints and conditional updates, never from process-local locks, so it holds with
-several server processes on one PostgreSQL database.
+Each function runs inside one write transaction (see `Store.write`): it reads the
+sessions an event is about (locking their rows where the engine needs it), asks the
+transition table (`core/rules.py`) what to do, does it, and appends the event to the
+event log in the same transaction. Correctness under concurrency comes from row locks,
+constraints and statements that check their guard again, never from process-local locks,
+so it holds with several server processes on one PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -13,14 +15,21 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from session_buddy.core.records import SessionOrigin
-from session_buddy.core.states import classify_end, exit_code_of
+from session_buddy.core.rules import Effect, Event, Facts, Rule, State, decide, state_of
+from session_buddy.core.states import SessionStatus, classify_end, exit_code_of
 from session_buddy.core.store.base import Row, Tx
 from session_buddy.timestamps import format_micros, from_micros
 
-# Abandon, dated at the last activity; $1 is the end reason.
+# Abandon, dated at the last activity; $1 is the end reason, $2 the session id.
 _ABANDON = (
-    "status = 'abandoned', ended_us = last_seen_us, "
-    "duration_seconds = (last_seen_us - started_us) / 1000000.0, end_reason = $1"
+    "UPDATE sessions SET status = 'abandoned', ended_us = last_seen_us, "
+    "duration_seconds = (last_seen_us - started_us) / 1000000.0, end_reason = $1 "
+    "WHERE session_id = $2 AND status = 'active'"
+)
+# What the rules look at, and what an answer repeats.
+_SESSION = (
+    "SELECT session_id, event_id, status, end_reason, pid, hostname, started_us, "
+    "last_seen_us, received_us, external_id, component_name, duration_seconds FROM sessions"
 )
 
 
@@ -59,14 +68,16 @@ _INSERT = (
 @dataclass(frozen=True)
 class SessionEnd:
     """A validated end; its metadata decides between ended and crashed. Without a
-    session id, the end is for the latest session of `external_id` (a client's own
-    session id), whatever its state."""
+    session id, the end is for the session of `external_id` (a client's own session id)
+    that started by the end's time. `event_id`, when the client sends one, makes a
+    second delivery of the same end change nothing."""
 
     session_id: str | None
     ended_us: int
     metadata: dict[str, Any]
     payload: str
     external_id: str | None = None
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class StartOutcome:
     created: bool
     # A repeated event id whose content differs: the fields that differ from the first.
     conflicts: tuple[str, ...] = ()
+    resumed: bool = False  # a running session moved to the process that started it again
 
 
 @dataclass(frozen=True)
@@ -120,36 +132,117 @@ def session_id_base(component_name: str, started_us: int) -> str:
     )
 
 
-def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
-    """Create the session, or return the one this event id already created.
+def _state(row: Row | None) -> State:
+    return state_of(row["status"], row["end_reason"]) if row is not None else State.ABSENT
 
-    With an external id (a client's own session id): a start while that external session
-    is active returns it unchanged; after it ended, the new session links to the old one.
-    """
-    if new.external_id is not None:
-        latest = _latest_external(tx, new.external_id)
-        if latest is not None and latest["status"] != "active":
-            new = replace(new, previous_session_id=str(latest["session_id"]))
+
+def _by_id(tx: Tx, session_id: str) -> Row | None:
+    return tx.one(f"{_SESSION} WHERE session_id = $1{tx.lock_rows}", (session_id,))
+
+
+def _by_external_id(tx: Tx, external_id: str, started_by_us: int | None = None) -> Row | None:
+    """The running session of a client's own session id, else its latest; with
+    `started_by_us`, only among those that started by then."""
+    by = "" if started_by_us is None else " AND started_us <= $2"
+    return tx.one(
+        f"{_SESSION} WHERE external_id = $1{by} ORDER BY "
+        "CASE WHEN status = 'active' THEN 0 ELSE 1 END, started_us DESC, session_id DESC "
+        f"LIMIT 1{tx.lock_rows}",
+        (external_id,) if started_by_us is None else (external_id, started_by_us),
+    )
+
+
+def _first_delivery(tx: Tx, event_id: str, outcome: str | None = None) -> Row | None:
+    """The event log row of the first delivery of a resumed start (`outcome`) or of an
+    end with this event id."""
+    if outcome is not None:
+        return tx.one(
+            "SELECT session_id, outcome FROM events WHERE event_id = $1 AND outcome = $2 "
+            "ORDER BY id LIMIT 1",
+            (event_id, outcome),
+        )
+    return tx.one(
+        "SELECT session_id, outcome FROM events WHERE event_id = $1 "
+        "AND event_type = 'session_end' ORDER BY id LIMIT 1",
+        (event_id,),
+    )
+
+
+def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
+    """Create the session, or answer for the one this start is about (see the START rows
+    of the table): a repeat of its event id, a repeat or a resume of a running external
+    session. After an external session ended, the new one links to it."""
+    # A start with no external id is taken to be new; the insert finds out otherwise.
+    target, facts = _start_facts(tx, new) if new.external_id is not None else (None, Facts())
+    decided = decide(_state(target), Event.START, facts)
+    created = None
+    if decided.effect is Effect.CREATE:
+        created = _create(tx, new, target, received_us)
+        if created is None:  # its event id, or a running session of its external id, came first
+            target, facts = _start_facts(tx, new)
+            decided = decide(_state(target), Event.START, facts)
+            if decided.effect is Effect.CREATE:
+                raise RuntimeError(f"start {new.event_id}: the insert conflicts with no session")
+    if created is not None:
+        outcome = StartOutcome(created, created=True)
+    else:
+        assert target is not None  # every rule but CREATE is about a stored session
+        outcome = _answer_start(tx, new, target, decided, received_us)
+    logged = "conflict" if outcome.conflicts else decided.outcome
+    log_event(
+        tx, received_us, "session_start", outcome.session_id, new.event_id, logged, new.payload
+    )
+    return outcome
+
+
+def _start_facts(tx: Tx, new: NewSession) -> tuple[Row | None, Facts]:
+    """The session a start is about, and the facts the START rules look at."""
+    first = tx.one(f"{_SESSION} WHERE event_id = $1{tx.lock_rows}", (new.event_id,))
+    if first is not None:
+        return first, Facts(replayed=True)
+    if new.external_id is None:
+        return None, Facts()
+    resumed = _first_delivery(tx, new.event_id, "resumed")
+    if resumed is not None:
+        return _by_id(tx, str(resumed["session_id"])), Facts(replayed=True)
+    target = _by_external_id(tx, new.external_id)
+    same = target is not None and (target["hostname"], target["pid"]) == (new.hostname, new.pid)
+    return target, Facts(same_process=same)
+
+
+def _answer_start(
+    tx: Tx, new: NewSession, target: Row, decided: Rule, received_us: int
+) -> StartOutcome:
+    session_id = str(target["session_id"])
+    if decided.effect is Effect.MOVE:
+        tx.run(
+            "UPDATE sessions SET pid = $1, hostname = $2, received_us = $3, "
+            "last_seen_us = CASE WHEN $4 > last_seen_us THEN $4 ELSE last_seen_us END "
+            "WHERE session_id = $5",
+            (new.pid, new.hostname, received_us, new.started_us, session_id),
+        )
+        _supersede(tx, new, session_id, received_us)
+        return StartOutcome(session_id, created=False, resumed=True)
+    conflicts: tuple[str, ...] = ()
+    if decided.effect is Effect.REPEAT and target["event_id"] == new.event_id:
+        conflicts = _conflicts(tx, new)
+    return StartOutcome(session_id, created=False, conflicts=conflicts)
+
+
+def _create(tx: Tx, new: NewSession, previous: Row | None, received_us: int) -> str | None:
+    """Insert a new session (linked to the `previous` one of its external id, and to its
+    parent); None when its event id, or a running session of its external id, is stored
+    already (a concurrent writer came first)."""
+    if previous is not None:
+        new = replace(new, previous_session_id=str(previous["session_id"]))
     if new.parent_external_id is not None:
-        parent = _latest_external(tx, new.parent_external_id)
+        parent = _by_external_id(tx, new.parent_external_id)
         if parent is not None:
             new = replace(new, parent_session_id=str(parent["session_id"]))
-    session_id, created = _insert_with_unique_id(tx, new, received_us)
-    conflicts: tuple[str, ...] = ()
-    if created:
-        _supersede_same_process(tx, new, session_id, received_us)
-    else:
-        conflicts = _conflicts(tx, new)
-    log_event(
-        tx,
-        received_us,
-        "session_start",
-        session_id,
-        new.event_id,
-        "tracked" if created else ("conflict" if conflicts else "duplicate"),
-        new.payload,
-    )
-    return StartOutcome(session_id, created, conflicts)
+    session_id = _insert_with_unique_id(tx, new, received_us)
+    if session_id is not None and new.parent_external_id is None:
+        _supersede(tx, new, session_id, received_us)  # a subagent runs in its parent's process
+    return session_id
 
 
 # What a repeated start is compared on (its receipt time and links may differ).
@@ -160,67 +253,56 @@ _CONTENT = (
 
 
 def _conflicts(tx: Tx, new: NewSession) -> tuple[str, ...]:
-    """The fields in which a repeated start differs from the first one of its event id."""
+    """The fields in which a repeated start differs from the first one of its event id
+    (not its process, once another process resumed the session)."""
     first = tx.one(
-        f"SELECT {', '.join(_CONTENT)} FROM sessions WHERE event_id = $1", (new.event_id,)
+        f"SELECT session_id, {', '.join(_CONTENT)} FROM sessions WHERE event_id = $1",
+        (new.event_id,),
     )
-    if first is None:  # a repeat of a running external session, under a new event id
+    if first is None:
         return ()
     stored = dict(first) | {"start_metadata": json.loads(first["start_metadata"])}
-    return tuple(name for name in _CONTENT if stored[name] != getattr(new, name))
+    compared: tuple[str, ...] = _CONTENT
+    if tx.one(
+        "SELECT 1 FROM events WHERE session_id = $1 AND outcome = 'resumed'",
+        (first["session_id"],),
+    ):
+        compared = tuple(name for name in _CONTENT if name not in ("pid", "hostname"))
+    return tuple(name for name in compared if stored[name] != getattr(new, name))
 
 
-def _latest_external(tx: Tx, external_id: str) -> Row | None:
-    return tx.one(
-        "SELECT session_id, status FROM sessions WHERE external_id = $1 "
-        "ORDER BY started_us DESC, session_id DESC LIMIT 1",
-        (external_id,),
-    )
-
-
-def _active_external(tx: Tx, external_id: str | None) -> str | None:
-    if external_id is None:
-        return None
-    row = tx.one(
-        "SELECT session_id FROM sessions WHERE external_id = $1 AND status = 'active'",
-        (external_id,),
-    )
-    return str(row["session_id"]) if row else None
-
-
-def _supersede_same_process(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
-    """A new start from the same (hostname, pid) means the previous session is gone;
-    not for a child session (a subagent runs in its parent's process)."""
-    if new.pid is None or new.parent_external_id is not None:
+def _supersede(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
+    """A start from a (hostname, pid) means the sessions that process ran before are over."""
+    if new.pid is None:
         return
-    reason = f"superseded by {session_id}"
-    superseded = tx.all(
-        f"UPDATE sessions SET {_ABANDON} "
-        "WHERE hostname = $2 AND pid = $3 AND status = 'active' AND started_us <= $4 "
-        "AND session_id <> $5 RETURNING session_id",
-        (reason, new.hostname, new.pid, new.started_us, session_id),
+    running = tx.all(
+        f"{_SESSION} WHERE hostname = $1 AND pid = $2 AND status = 'active' "
+        f"AND started_us <= $3 AND session_id <> $4{tx.lock_rows}",
+        (new.hostname, new.pid, new.started_us, session_id),
     )
-    for row in superseded:
-        log_event(tx, received_us, "reap", row["session_id"], None, "abandoned", _json(reason))
+    for row in running:
+        if decide(_state(row), Event.SUPERSEDE, Facts()).effect is Effect.ABANDON:
+            _abandon(tx, str(row["session_id"]), f"superseded by {session_id}", received_us)
 
 
-def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> tuple[str, bool]:
+def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> str | None:
     """Insert under the base id, else under the next free one (base-2, base-3, ...); the
-    primary key decides between concurrent writers. (id, False) when this event id was
-    already stored."""
+    primary key decides between concurrent writers. None when this event id, or a
+    running session of the same external id, is stored already."""
     base = session_id_base(new.component_name, new.started_us)
     columns = (getattr(new, column) for column in _NEW_COLUMNS)
     values = [_json(value) if isinstance(value, dict) else value for value in columns]
     session_id = base
     while True:
         if tx.one(_INSERT, (session_id, *values, received_us)) is not None:
-            return session_id, True
-        existing = tx.one("SELECT session_id FROM sessions WHERE event_id = $1", (new.event_id,))
-        if existing is not None:
-            return str(existing["session_id"]), False
-        running = _active_external(tx, new.external_id)
-        if running is not None:
-            return running, False
+            return session_id
+        if tx.one("SELECT 1 FROM sessions WHERE event_id = $1", (new.event_id,)) is not None:
+            return None
+        if new.external_id is not None and tx.one(
+            "SELECT 1 FROM sessions WHERE external_id = $1 AND status = 'active'",
+            (new.external_id,),
+        ):
+            return None
         session_id = f"{base}-{_free_suffix(tx, base)}"
 
 
@@ -242,32 +324,38 @@ def _free_suffix(tx: Tx, base: str) -> int:
 
 
 def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
-    """End an active or abandoned session; an ended one stays as it is."""
-    session_id = end.session_id
-    if session_id is None:
-        latest = _latest_external(tx, end.external_id) if end.external_id else None
-        if latest is None:
-            log_event(tx, received_us, "session_end", None, None, "not_found", end.payload)
-            return EndOutcome("", found=False)
-        session_id = str(latest["session_id"])
+    """End the session an end is about (see the END rows of the table)."""
+    first = _first_delivery(tx, end.event_id) if end.event_id else None
+    if first is not None:
+        target = _by_id(tx, str(first["session_id"])) if first["session_id"] else None
+    elif end.session_id is not None:
+        target = _by_id(tx, end.session_id)
+    elif end.external_id is not None:
+        target = _by_external_id(tx, end.external_id, started_by_us=end.ended_us)
+    else:
+        target = None
     status, reason = classify_end(end.metadata)
-    updated = tx.one(
-        "UPDATE sessions SET status = $1, ended_us = $2, "
-        "duration_seconds = CASE WHEN $2 >= started_us "
-        "THEN ($2 - started_us) / 1000000.0 ELSE 0.0 END, "
-        "end_reason = $3, exit_code = $4, end_metadata = $5 "
-        "WHERE session_id = $6 AND status IN ('active', 'abandoned') "
-        "RETURNING started_us, duration_seconds, component_name",
-        (
-            status.value,
-            end.ended_us,
-            reason,
-            exit_code_of(end.metadata),
-            _json(end.metadata),
-            session_id,
-        ),
-    )
-    if updated is not None:
+    facts = Facts(replayed=first is not None, abnormal_exit=status is SessionStatus.CRASHED)
+    decided = decide(_state(target), Event.END, facts)
+    session_id = str(target["session_id"]) if target is not None else end.session_id
+    outcome = EndOutcome(session_id or "", found=False)
+    if decided.effect is Effect.FINISH and session_id is not None:
+        updated = tx.one(
+            "UPDATE sessions SET status = $1, ended_us = $2, "
+            "duration_seconds = CASE WHEN $2 >= started_us "
+            "THEN ($2 - started_us) / 1000000.0 ELSE 0.0 END, "
+            "end_reason = $3, exit_code = $4, end_metadata = $5 "
+            "WHERE session_id = $6 RETURNING started_us, duration_seconds, component_name",
+            (
+                status.value,
+                end.ended_us,
+                reason,
+                exit_code_of(end.metadata),
+                _json(end.metadata),
+                session_id,
+            ),
+        )
+        assert updated is not None  # the row is locked since it was read
         outcome = EndOutcome(
             session_id,
             found=True,
@@ -277,21 +365,17 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
             duration_seconds=float(updated["duration_seconds"]),
             clamped=end.ended_us < int(updated["started_us"]),
         )
-    else:
-        current = tx.one(
-            "SELECT status, duration_seconds, component_name FROM sessions WHERE session_id = $1",
-            (session_id,),
-        )
+    elif target is not None and not (first is not None and first["outcome"] == "not_found"):
         outcome = EndOutcome(
-            session_id,
-            found=current is not None,
-            component_name=current["component_name"] if current else None,
-            session_status=current["status"] if current else None,
-            duration_seconds=current["duration_seconds"] if current else None,
+            str(target["session_id"]),
+            found=True,
+            component_name=str(target["component_name"]),
+            session_status=str(target["status"]),
+            duration_seconds=target["duration_seconds"],
         )
-    unchanged = "duplicate" if outcome.found else "not_found"
-    logged = status.value if outcome.changed else unchanged
-    log_event(tx, received_us, "session_end", session_id, None, logged, end.payload)
+    log_event(
+        tx, received_us, "session_end", session_id, end.event_id, decided.outcome, end.payload
+    )
     return outcome
 
 
@@ -304,56 +388,77 @@ def record_heartbeat(
     *,
     activity: str | None = None,
     external_id: str | None = None,
+    live: bool = False,
 ) -> HeartbeatOutcome:
-    """Refresh an active session, and set what it is doing (`activity`) when given.
-    Without a session id, the heartbeat is for the latest session of `external_id`. It
-    revives a session abandoned for silence, never one abandoned for another reason."""
-    if session_id is None and external_id is not None:
-        latest = _latest_external(tx, external_id)
-        session_id = str(latest["session_id"]) if latest else None
-    row = None
+    """Refresh a session (see the HEARTBEAT rows of the table), and set what it is doing
+    (`activity`) when given. Without a session id, the heartbeat is for the running (else
+    latest) session of `external_id`. `live`: the heartbeat carries no time of its own
+    (it is dated now), so it is news whatever the session's clock said before."""
     if session_id is not None:
-        row = tx.one(
+        target = _by_id(tx, session_id)
+    else:
+        target = _by_external_id(tx, external_id) if external_id is not None else None
+    state = _state(target)
+    news = target is not None and (live or seen_us > target["last_seen_us"])
+    sibling = state is State.SILENT and _active_sibling(tx, target)
+    decided = decide(state, Event.HEARTBEAT, Facts(news=news, active_sibling=sibling))
+    found_id = str(target["session_id"]) if target is not None else session_id
+    if decided.effect is Effect.REFRESH and target is not None:
+        tx.run(
             "UPDATE sessions SET status = 'active', ended_us = NULL, duration_seconds = NULL, "
-            "end_reason = NULL, received_us = $1, "
-            "last_seen_us = CASE WHEN $2 > last_seen_us THEN $2 ELSE last_seen_us END, "
+            "end_reason = NULL, received_us = $1, last_seen_us = $2, "
             "activity = COALESCE($4, activity), "
             "activity_us = CASE WHEN $4 IS NULL THEN activity_us ELSE $2 END "
-            "WHERE session_id = $3 AND (status = 'active' "
-            "OR (status = 'abandoned' AND end_reason LIKE 'timeout%')) RETURNING status",
-            (received_us, seen_us, session_id, activity),
+            "WHERE session_id = $3",
+            (received_us, max(seen_us, target["last_seen_us"]), found_id, activity),
         )
-    current = None
-    if row is None and session_id is not None:
-        current = tx.one("SELECT status FROM sessions WHERE session_id = $1", (session_id,))
-    if row is not None:
-        outcome = HeartbeatOutcome(str(session_id), True, "active")
-    else:
-        status = str(current["status"]) if current else None
-        outcome = HeartbeatOutcome(session_id or "", current is not None, status)
-    log_event(
-        tx,
-        received_us,
-        "heartbeat",
-        session_id,
-        None,
-        "recorded" if row else "ignored" if outcome.found else "not_found",
-        _json(payload),
+    log_event(tx, received_us, "heartbeat", found_id, None, decided.outcome, _json(payload))
+    if target is None:
+        return HeartbeatOutcome(found_id or "", found=False)
+    status = decided.to.value if decided.to is State.ACTIVE else str(target["status"])
+    return HeartbeatOutcome(str(found_id), True, status)
+
+
+def _active_sibling(tx: Tx, session: Row | None) -> bool:
+    """Is another session of this one's external id active?"""
+    if session is None or session["external_id"] is None:
+        return False
+    return (
+        tx.one(
+            "SELECT 1 FROM sessions WHERE external_id = $1 AND status = 'active' "
+            "AND session_id <> $2",
+            (session["external_id"], session["session_id"]),
+        )
+        is not None
     )
-    return outcome
 
 
-def abandon_stale(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
+def _abandon(
+    tx: Tx, session_id: str, reason: str, now_us: int, guard: str = "", params: tuple[Any, ...] = ()
+) -> bool:
+    """Abandon a session that is still active and still meets `guard` (SQL on $3, ...:
+    the rule's guard, checked again in the statement that acts on it)."""
+    if not tx.run(f"{_ABANDON}{guard}", (reason, session_id, *params)):
+        return False
+    log_event(tx, now_us, "reap", session_id, None, "abandoned", _json(reason))
+    return True
+
+
+def abandon_silent(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
     """Abandon active sessions not heard from (server clock) since `cutoff_us`."""
     rows = tx.all(
-        "SELECT session_id, received_us FROM sessions WHERE status = 'active' AND received_us < $1",
+        f"{_SESSION} WHERE status = 'active' AND received_us < $1{tx.lock_free_rows}",
         (cutoff_us,),
     )
-    reasons = {
-        str(row["session_id"]): f"timeout (no event since {format_micros(row['received_us'])})"
-        for row in rows
-    }
-    return abandon_sessions(tx, reasons, now_us)
+    abandoned = []
+    for row in rows:
+        if decide(_state(row), Event.REAP, Facts(silent=True)).effect is not Effect.ABANDON:
+            continue
+        reason = f"timeout (no event since {format_micros(row['received_us'])})"
+        session_id = str(row["session_id"])
+        if _abandon(tx, session_id, reason, now_us, " AND received_us < $3", (cutoff_us,)):
+            abandoned.append(session_id)
+    return abandoned
 
 
 @dataclass(frozen=True)
@@ -361,6 +466,7 @@ class LocalSession:
     """An active session of this host, with what the reaper needs to judge it."""
 
     session_id: str
+    hostname: str
     pid: int
     started_us: int
     last_activity: str
@@ -377,6 +483,7 @@ def active_on_host(tx: Tx, hostname: str) -> list[LocalSession]:
     return [
         LocalSession(
             str(r["session_id"]),
+            hostname,
             int(r["pid"]),
             int(r["started_us"]),
             str(r["activity"] or "start"),
@@ -395,14 +502,16 @@ def gone_reason(session: LocalSession, why: str) -> str:
     return f"process_gone (pid {session.pid} exited; {last})"
 
 
-def abandon_sessions(tx: Tx, reasons: dict[str, str], now_us: int) -> list[str]:
-    """Abandon the given sessions if they are still active; return those abandoned."""
+def abandon_gone(tx: Tx, gone: dict[LocalSession, str], now_us: int) -> list[str]:
+    """Abandon the sessions whose process was found gone (`gone`: session -> why), if
+    they still run in that process: a session resumed by another process meanwhile stays."""
     abandoned = []
-    for session_id, reason in reasons.items():
-        if tx.run(
-            f"UPDATE sessions SET {_ABANDON} WHERE session_id = $2 AND status = 'active'",
-            (reason, session_id),
-        ):
-            log_event(tx, now_us, "reap", session_id, None, "abandoned", _json(reason))
-            abandoned.append(session_id)
+    for session, why in gone.items():
+        row = _by_id(tx, session.session_id)
+        same = row is not None and (row["hostname"], row["pid"]) == (session.hostname, session.pid)
+        if decide(_state(row), Event.REAP, Facts(process_gone=same)).effect is not Effect.ABANDON:
+            continue
+        guard, where = " AND hostname = $3 AND pid = $4", (session.hostname, session.pid)
+        if _abandon(tx, session.session_id, gone_reason(session, why), now_us, guard, where):
+            abandoned.append(session.session_id)
     return abandoned

@@ -183,6 +183,14 @@ class EnvironmentInfo(BaseModel, JsonSchemaMixin):
         return check_identity_text(v)
 
 
+def canonical_uuid(v: str) -> str:
+    """One id however it is spelled: {…}, urn:uuid:…, 32 hex digits, upper case."""
+    try:
+        return str(UUID(v))
+    except ValueError as exc:
+        raise ValueError(f"Invalid UUID v4 format: {v!r}") from exc
+
+
 class _Event(BaseModel, JsonSchemaMixin):
     """Remembers whether an instance went through validation (model_construct skips it)."""
 
@@ -234,10 +242,7 @@ class SessionStartEvent(_Event):
     @field_validator("event_id")
     @classmethod
     def validate_uuid(cls, v: str) -> str:
-        try:
-            return str(UUID(v))  # one id however it is spelled: {…}, urn:uuid:…, 32 hex
-        except ValueError as exc:
-            raise ValueError(f"Invalid UUID v4 format: {v!r}") from exc
+        return canonical_uuid(v)
 
     @field_validator("shell_type", "hostname")
     @classmethod
@@ -304,6 +309,16 @@ class SessionEndEvent(_Event):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="exit_code, exit_reason and anything else"
     )
+    event_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Unique id of this end (RFC 4122 UUID): a second delivery changes nothing",
+    )
+
+    @field_validator("event_id")
+    @classmethod
+    def validate_uuid(cls, v: str | None) -> str | None:
+        return None if v is None else canonical_uuid(v)
 
     @field_validator("metadata")
     @classmethod

@@ -14,6 +14,11 @@ class Tx(Protocol):
     SQLite and PostgreSQL both understand natively; a number may appear twice."""
 
     dialect: str
+    # Appended to a SELECT in a write transaction: lock the rows it returns until the
+    # end of the transaction ("" on SQLite, whose writer holds the whole database), and
+    # the same skipping rows another transaction holds (for upkeep, which must not wait).
+    lock_rows: str
+    lock_free_rows: str
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 

@@ -176,6 +176,21 @@ MIGRATIONS += (
     Migration(4, "status and stats indexes of finished sessions only; no redundant index", _V4),
 )
 
+# Retention deletes finished sessions by their last activity (ended_us, which an abandoned
+# session has too); a second delivery of an end, or of a resuming start, is found by its
+# event id. Starts that made a session are found in sessions, so they stay out.
+MIGRATIONS += (
+    Migration(
+        5,
+        "finished sessions by last activity; ends and resumes by event id",
+        (
+            "CREATE INDEX sessions_finished_by_end ON sessions (ended_us) WHERE status <> 'active'",
+            "CREATE INDEX events_by_event_id ON events (event_id) "
+            "WHERE event_type = 'session_end' OR outcome = 'resumed'",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",

@@ -24,7 +24,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from session_buddy.config import without_password
-from session_buddy.core.errors import StoreClosedError, StoreOpenError, StoreUnavailable
+from session_buddy.core.errors import (
+    RefusedValue,
+    StoreClosedError,
+    StoreOpenError,
+    StoreUnavailable,
+)
 from session_buddy.core.store.base import Row, T
 from session_buddy.core.store.migrations import LATEST_VERSION, apply_pending, schema_version
 from session_buddy.timestamps import now_micros
@@ -32,11 +37,22 @@ from session_buddy.timestamps import now_micros
 POOL_SIZE = 8
 ATTEMPTS = 5
 BACKOFF_SECONDS = 0.01
-_TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure, psycopg.OperationalError)
+# A unique violation is a race another writer won: deciding again sees its row.
+_TRANSIENT = (
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+    errors.UniqueViolation,
+    psycopg.OperationalError,
+)
+# Bad bytes or out-of-range values a client sent (class 22: data exception).
+_CLIENT_ERRORS = (psycopg.DataError,)
+COMMIT_STATUS_WAIT = 1.0  # seconds to wait for a transaction the server still commits
 
 
 class PostgresTx:
     dialect = "postgresql"
+    lock_rows = " FOR UPDATE"
+    lock_free_rows = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:  # a RawCursor: `$n` placeholders
         self._cursor = cursor
@@ -57,6 +73,11 @@ class PostgresTx:
 def conninfo_from_url(url: str) -> str:
     """A libpq URI from a SQLAlchemy-style URL (`postgresql+psycopg://` included)."""
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def _current_xid(tx: PostgresTx) -> int:
+    row = tx.one("SELECT txid_current() AS xid")
+    return int(row["xid"]) if row else 0
 
 
 def _backoff(attempt: int) -> float:
@@ -109,18 +130,29 @@ class PostgresStore:
         tx.one("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         apply_pending(tx, now_micros())
 
-    def run_now(self, work: Callable[[PostgresTx], T]) -> T:
-        """Run `work` in one transaction in the calling thread, retrying transient errors;
-        a driver error that remains is StoreUnavailable (its text for the log only)."""
+    def run_now(self, work: Callable[[PostgresTx], T], *, write: bool = False) -> T:
+        """Run `work` in one transaction in the calling thread, retrying conflicts and
+        lost connections. A write whose COMMIT was lost with its connection is not run
+        again if it committed: its answer is the first attempt's. A driver error that
+        remains is StoreUnavailable (its text for the log only), or InvalidArgument when
+        a value sent by the client is what the database refused."""
         for attempt in range(ATTEMPTS):
+            xid: int | None = None
+            committing = False
             try:
-                with (
-                    self._pool.connection() as connection,
-                    connection.transaction(),
-                    connection.cursor() as cursor,
-                ):
-                    return work(PostgresTx(cursor))
+                with self._pool.connection() as connection:
+                    with connection.transaction(), connection.cursor() as cursor:
+                        tx = PostgresTx(cursor)
+                        if write:
+                            xid = _current_xid(tx)
+                        result = work(tx)
+                        committing = True
+                    return result
+            except _CLIENT_ERRORS as exc:
+                raise RefusedValue() from exc
             except _TRANSIENT as exc:
+                if committing and xid is not None and self._committed(xid):
+                    return result
                 if attempt == ATTEMPTS - 1:
                     raise StoreUnavailable(f"the database fails: {exc}") from exc
                 time.sleep(_backoff(attempt))
@@ -128,11 +160,29 @@ class PostgresStore:
                 raise StoreUnavailable(f"the database fails: {exc}") from exc
         raise AssertionError("unreachable")
 
+    def _committed(self, xid: int) -> bool:
+        """Did the transaction `xid`, whose COMMIT got no answer, commit? Asked on another
+        connection, waiting a little while the server still works on it."""
+        deadline = time.monotonic() + COMMIT_STATUS_WAIT
+        while True:
+            try:
+                with self._pool.connection() as connection, connection.cursor() as cursor:
+                    row = PostgresTx(cursor).one("SELECT txid_status($1) AS status", (xid,))
+            except (psycopg.Error, PoolTimeout):
+                return False
+            status = row["status"] if row else None
+            if status != "in progress" or time.monotonic() > deadline:
+                return status == "committed"
+            time.sleep(0.01)
+
     async def write(self, work: Callable[[PostgresTx], T], *, bulk: bool = False) -> T:
-        """`read` (on a pool thread, bulk or not), and what became of it is what
-        `failing` says."""
+        """`work` in a transaction on a pool thread (bulk or not); what became of it is
+        what `failing` says (a value the client sent that the database refused is not a
+        failure of the store)."""
         try:
-            result = await self.read(work)
+            if self._closed:
+                raise StoreClosedError()
+            result = await asyncio.to_thread(self.run_now, work, write=True)
         except StoreUnavailable as exc:
             self.failing = str(exc)
             raise

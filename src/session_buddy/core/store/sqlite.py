@@ -29,6 +29,7 @@ from typing import Any
 from session_buddy.core.errors import (
     InvalidArgument,
     NoDatabase,
+    RefusedValue,
     StoreClosedError,
     StoreOpenError,
     StoreUnavailable,
@@ -52,6 +53,7 @@ def _numbered(params: Sequence[Any]) -> dict[str, Any]:
 
 class SQLiteTx:
     dialect = "sqlite"
+    lock_rows = lock_free_rows = ""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
@@ -372,7 +374,9 @@ class SQLiteStore:
 
     def _store_error(self, exc: Exception) -> Exception:
         """A driver error as StoreUnavailable (its text for the log, `failing` for
-        health); anything else as it is."""
+        health), or RefusedValue for a value the client sent; anything else as it is."""
+        if isinstance(exc, sqlite3.DataError):
+            return RefusedValue()
         if not isinstance(exc, sqlite3.Error) or isinstance(exc, sqlite3.IntegrityError):
             return exc
         self.failing = f"writes to {self.path} fail: {exc}"
