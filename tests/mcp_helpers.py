@@ -16,6 +16,11 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from session_buddy.app.metrics import SessionMetrics
+from session_buddy.app.service import SessionService
+from session_buddy.core import SessionLifecycleManager
+from session_buddy.mcp.server import build_mcp_server
+
 # A raw MCP initialize request, for tests that speak the protocol by hand.
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -107,6 +112,15 @@ def http_client(base: str, token: str | None = None) -> Client:
         f"{base}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=30)
     )
     return Client(transport)
+
+
+def in_memory(manager: SessionLifecycleManager, metrics: SessionMetrics | None = None) -> Client:
+    """The official client connected to a server in this process (no transport)."""
+    return Client(build_mcp_server(SessionService(manager, metrics=metrics)))
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return structured(await client.call_tool(tool, arguments))
 
 
 def structured(result: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,22 +37,26 @@ def hook_env(tmp_path: Path) -> dict[str, str]:
     return server_env(database_url, SESSION_BUDDY_SPOOL=str(tmp_path / "spool.db"))
 
 
-def hook(tmp_path: Path, body: str | dict[str, Any], *args: str) -> tuple[float, str]:
-    """Run the hook like Claude Code does; (seconds it took, its stderr)."""
+# A hook that waits for what it must not wait for (a store's 10 s lock timeout, a server
+# that never answers) runs into this and fails the test; how fast hooks really answer is
+# measured by benchmarks/bench_claude_hook.py, not asserted here.
+HANG = 5.0
+
+
+def hook(tmp_path: Path, body: str | dict[str, Any], *args: str) -> str:
+    """Run the hook like Claude Code does; its stderr."""
     env = hook_env(tmp_path)
     text = body if isinstance(body, str) else json.dumps(body)
-    began = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "session_buddy", "hook", "claude-code", *args],
         input=text,
         env=env,
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=HANG,
     )
-    took = time.monotonic() - began
     assert result.returncode == 0, result.stderr  # never fails Claude Code
-    return took, result.stderr
+    return result.stderr
 
 
 def flush(tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -103,14 +106,12 @@ async def test_startup_compact_end_resume_and_clear(tmp_path: Path) -> None:
     assert cleared["previous_session_id"] is None
 
 
-async def test_server_down_spools_within_the_hook_budget(tmp_path: Path) -> None:
+async def test_server_down_spools_the_start_and_the_end(tmp_path: Path) -> None:
     port = free_port()
     down = f"http://127.0.0.1:{port}/mcp"  # nothing listens here yet
-    took_start, said = hook(
-        tmp_path, payload("SessionStart", source="startup"), "--server-url", down
-    )
-    took_end, _ = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", down)
-    assert took_start < 1.5 and took_end < 1.5
+    said = hook(tmp_path, payload("SessionStart", source="startup"), "--server-url", down)
+    assert "spooled" in said
+    said = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", down)
     assert "spooled" in said
     waiting = spooled(tmp_path / "spool.db")
     assert [record["kind"] for record in waiting] == ["start", "end_external"]
@@ -133,7 +134,7 @@ def test_malformed_payloads_exit_zero_and_say_why(tmp_path: Path) -> None:
         (json.dumps(payload("PreToolUse")), "not handled"),
         (json.dumps({"hook_event_name": "SessionStart"}), "session_id"),
     ]:
-        _, said = hook(tmp_path, body)
+        said = hook(tmp_path, body)
         assert phrase in said
 
 
@@ -192,7 +193,7 @@ async def test_the_session_is_claude_codes_process_not_the_shell_wrapper(
     assert session["status"] == "abandoned"
     assert session["end_reason"].startswith(f"process_gone (pid {claude_pid} exited; ")
     # The SessionEnd that comes late still ends it.
-    _, said = hook(tmp_path, payload("SessionEnd", reason="prompt_input_exit"))
+    said = hook(tmp_path, payload("SessionEnd", reason="prompt_input_exit"))
     assert f"ended Claude session {CLAUDE_ID}" in said
     [session] = await sessions(tmp_path)
     assert (session["status"], session["end_reason"]) == ("ended", "prompt_input_exit")
@@ -201,7 +202,7 @@ async def test_the_session_is_claude_codes_process_not_the_shell_wrapper(
 async def test_an_end_for_an_unknown_claude_session_says_so_and_is_logged(
     tmp_path: Path,
 ) -> None:
-    _, said = hook(tmp_path, payload("SessionEnd", "never-started-1234", reason="logout"))
+    said = hook(tmp_path, payload("SessionEnd", "never-started-1234", reason="logout"))
     assert "no session for Claude session never-started-1234" in said
     assert "ended" not in said
     async with SessionLifecycleManager(f"sqlite:///{tmp_path / 'claude.db'}") as manager:
@@ -215,11 +216,11 @@ async def test_an_end_for_an_unknown_claude_session_says_so_and_is_logged(
 async def test_a_write_only_token_ends_claude_sessions_over_http(tmp_path: Path) -> None:
     with secured_server(tmp_path) as (base, token):
         options = ("--server-url", f"{base}/mcp", "--token", token)
-        _, said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
+        said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
         assert said.startswith("tracked claude-code-")
-        _, said = hook(tmp_path, payload("SessionEnd", reason="logout"), *options)
+        said = hook(tmp_path, payload("SessionEnd", reason="logout"), *options)
         assert f"ended Claude session {CLAUDE_ID}" in said and "ended" in said
-        _, said = hook(tmp_path, payload("SessionEnd", "unknown-claude", reason="logout"), *options)
+        said = hook(tmp_path, payload("SessionEnd", "unknown-claude", reason="logout"), *options)
         assert "no session for Claude session unknown-claude" in said
     [session] = await sessions(tmp_path)
     assert (session["status"], session["end_reason"]) == ("ended", "logout")
@@ -233,11 +234,11 @@ async def test_a_locked_store_does_not_hold_the_hook(tmp_path: Path) -> None:
     locker = sqlite3.connect(tmp_path / "claude.db", isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     try:
-        took, said = hook(tmp_path, payload("SessionStart", source="startup"))
+        said = hook(tmp_path, payload("SessionStart", source="startup"))
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    assert took < 1.5 and "spooled" in said
+    assert "spooled" in said
     flushed = flush(tmp_path)
     assert flushed.returncode == 0, flushed.stderr
     assert {s["external_id"] for s in await sessions(tmp_path)} == {"warm-up", CLAUDE_ID}
@@ -299,10 +300,10 @@ async def test_a_claude_session_live_through_the_command_hook(tmp_path: Path) ->
     start = payload(
         "SessionStart", source="startup", model="claude-opus-4-1", permission_mode="default"
     )
-    _, said = hook(tmp_path, start)
+    said = hook(tmp_path, start)
     assert said.startswith("tracked claude-code-")
     for body in conversation():
-        _, said = hook(tmp_path, body)
+        said = hook(tmp_path, body)
         assert "not recorded" not in said and "no session" not in said, said
     claude = await check_conversation(f"sqlite:///{tmp_path / 'claude.db'}")
     assert claude["start_metadata"] == {
@@ -312,14 +313,14 @@ async def test_a_claude_session_live_through_the_command_hook(tmp_path: Path) ->
         "model": "claude-opus-4-1",
         "permission_mode": "default",
     }
-    _, said = hook(tmp_path, payload("StopFailure", error="rate_limit"))
+    said = hook(tmp_path, payload("StopFailure", error="rate_limit"))
     assert said.startswith("failing: ")
     [claude] = await claude_sessions(tmp_path)
     assert claude["activity"] == "failing"
-    _, said = hook(tmp_path, payload("SessionEnd", reason="prompt_input_exit"))
+    said = hook(tmp_path, payload("SessionEnd", reason="prompt_input_exit"))
     [claude] = await claude_sessions(tmp_path)
     assert (claude["status"], claude["end_reason"]) == ("ended", "prompt_input_exit")
-    _, said = hook(tmp_path, payload("SessionStart", source="fork"))  # links like resume
+    said = hook(tmp_path, payload("SessionStart", source="fork"))  # links like resume
     ended, forked = await claude_sessions(tmp_path)
     assert forked["previous_session_id"] == ended["session_id"]
 
@@ -354,14 +355,14 @@ async def test_the_command_hook_against_a_server_with_a_write_only_token(
     pid is the process that ran the hook."""
     with secured_server(tmp_path) as (base, token):
         options = ("--server-url", f"{base}/mcp", "--token", token)
-        _, said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
+        said = hook(tmp_path, payload("SessionStart", source="startup"), *options)
         assert said.startswith("tracked claude-code-"), said
         for body in conversation():
-            _, said = hook(tmp_path, body, *options)
+            said = hook(tmp_path, body, *options)
             assert "not recorded" not in said and "no session" not in said, said
         claude = await check_conversation(f"sqlite:///{tmp_path / 'claude.db'}")
         no_token = ("--server-url", f"{base}/mcp")
-        _, said = hook(tmp_path, payload("SessionEnd", reason="logout"), *no_token)
+        said = hook(tmp_path, payload("SessionEnd", reason="logout"), *no_token)
         assert "credentials refused" in said and "spooled the end" in said  # said, and kept
     assert claude["pid"] == os.getpid()
     assert claude["hostname"] == socket.gethostname()
@@ -373,10 +374,10 @@ async def test_a_hook_end_waits_behind_its_spooled_start(tmp_path: Path) -> None
     follows it, so the end finds its session."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    _, said = hook(tmp_path, payload("SessionStart", source="startup"), "--server-url", url)
+    said = hook(tmp_path, payload("SessionStart", source="startup"), "--server-url", url)
     assert "spooled" in said
     with http_server(f"sqlite:///{tmp_path / 'claude.db'}", port=port):
-        _, said = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", url)
+        said = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", url)
     assert f"ended Claude session {CLAUDE_ID}" in said, said
     [session] = await sessions(tmp_path)
     assert (session["status"], session["end_reason"]) == ("ended", "logout")
@@ -393,8 +394,7 @@ def test_a_hung_server_cannot_hold_the_hook(tmp_path: Path) -> None:
         black_hole.listen(16)
         url = f"http://127.0.0.1:{black_hole.getsockname()[1]}/mcp"
         for body in (payload("SessionStart"), payload("Stop"), payload("SessionEnd")):
-            took, said = hook(tmp_path, body, "--server-url", url)
-            assert took < 1.5, f"{body['hook_event_name']} took {took:.2f} s"
+            said = hook(tmp_path, body, "--server-url", url)
             assert "tracked" not in said and "ended" not in said  # it says the truth
     assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["start", "end_external"]
 

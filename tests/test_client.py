@@ -71,11 +71,10 @@ async def test_emitter_records_every_way_a_shell_can_leave(tmp_path: Path) -> No
         for mode in ("clean", "crash", "sigterm", "sigkill"):
             process, session_id = run_child(tmp_path, mode, url, database_url)
             assert session_id.startswith("e2e-"), process.stderr.read() if process.stderr else ""
+            # The child printed its id after install(): its SIGTERM handler is in place.
             if mode == "sigterm":
-                time.sleep(0.5)
                 process.send_signal(signal.SIGTERM)
             if mode == "sigkill":
-                time.sleep(0.5)
                 process.kill()
             process.wait(timeout=20)
             outcomes[mode] = (session_id, process.returncode)
@@ -143,16 +142,13 @@ def test_a_hung_server_cannot_hold_a_shell_at_exit(tmp_path: Path) -> None:
     black_hole.listen(16)
     url = f"http://127.0.0.1:{black_hole.getsockname()[1]}/mcp"
     try:
-        began = time.monotonic()
         process, printed = run_child(tmp_path, "clean", url, "sqlite:///unused.db", server_up=False)
         assert printed == "spooled"
-        printed_at = time.monotonic()
-        process.wait(timeout=20)
-        exit_took = time.monotonic() - printed_at - 0.3  # the child sleeps 0.3 s first
+        # A server that never answers does not keep the shell from exiting (how fast:
+        # benchmarks/bench_emitter.py).
+        assert process.wait(timeout=20) == 0
     finally:
         black_hole.close()
-    assert exit_took < 2.5, f"exit took {exit_took:.2f} s"
-    assert time.monotonic() - began < 8
     kinds = [record["kind"] for record in spooled(tmp_path / "spool.db")]
     assert kinds == ["start", "end"]
 
@@ -169,7 +165,10 @@ async def test_periodic_heartbeats_keep_last_seen_moving(tmp_path: Path) -> None
     )
     with emitter:
         first = (await stored(database_url, emitter.session_id or ""))["last_seen_at"]
-        time.sleep(0.7)
-        later = (await stored(database_url, emitter.session_id or ""))["last_seen_at"]
+        for _ in range(200):  # until a heartbeat from the emitter's thread lands (<= 20 s)
+            later = (await stored(database_url, emitter.session_id or ""))["last_seen_at"]
+            if later > first:
+                break
+            time.sleep(0.1)
         assert later > first
     assert (await stored(database_url, emitter.session_id or ""))["status"] == "ended"

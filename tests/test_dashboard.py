@@ -61,10 +61,13 @@ async def seed(url: str, probe: str) -> dict[str, str]:
     metadata, cwd, end reasons and host names. Returns a few ids by role."""
     xss = f'<script>fetch("{probe}/script")</script><img src="{probe}/img" onerror="alert(1)">'
     ids: dict[str, str] = {}
-    async with SessionLifecycleManager(url, abandon_after=1) as reaper:
+    server_clock = [now_micros()]
+    async with SessionLifecycleManager(
+        url, abandon_after=1, clock=lambda: server_clock[0]
+    ) as reaper:
         ids["abandoned"] = str((await SessionService(reaper).start(start_payload())).session_id)
-        await asyncio.sleep(1.1)
-        await reaper.reap()  # silent for longer than abandon_after: abandoned, with evidence
+        server_clock[0] += 2_000_000  # silent for longer than abandon_after
+        await reaper.reap()  # abandoned, with evidence
     now = now_micros()
     async with SessionLifecycleManager(url) as manager:
         service = SessionService(manager)

@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -184,14 +185,18 @@ async def test_heartbeat_refreshes_last_seen(
 async def test_silent_session_is_abandoned_at_last_activity_then_ended_late(
     database_url: str,
 ) -> None:
-    async with SessionLifecycleManager(database_url, abandon_after=0.2) as manager:
+    server_clock = [time.time_ns() // 1000]  # moved by the test, not slept through
+    async with SessionLifecycleManager(
+        database_url, abandon_after=60, clock=lambda: server_clock[0]
+    ) as manager:
         tracker = SessionTracker(manager)
         started = await tracker.handle_session_start(start_event())
         quiet = await tracker.handle_session_start(start_event(component_name="quiet", pid=2))
         assert started.session_id and quiet.session_id
         await manager.heartbeat(started.session_id, "2026-02-06T13:00:00Z")
+        server_clock[0] += 59_000_000
         assert await manager.reap() == []  # reads and early reaps never abandon
-        await asyncio.sleep(0.3)
+        server_clock[0] += 2_000_000  # 61 s after the last event: longer than abandon_after
         await manager.heartbeat(quiet.session_id)  # still alive: not reaped
         reaped = await manager.reap()
         assert reaped == [started.session_id]

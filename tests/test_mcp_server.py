@@ -15,10 +15,16 @@ from mcp import Client, StdioServerParameters
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import start_payload
-from mcp_helpers import INITIALIZE, http_client, http_server, server_env, structured
-from session_buddy.app.service import SessionService
+from mcp_helpers import (
+    INITIALIZE,
+    call,
+    http_client,
+    http_server,
+    in_memory,
+    server_env,
+    structured,
+)
 from session_buddy.core import SessionLifecycleManager
-from session_buddy.mcp.server import build_mcp_server
 
 TOOLS = {
     "track_session_start",
@@ -30,15 +36,6 @@ TOOLS = {
     "list_session_events",
     "health_check",
 }
-
-
-def in_memory(manager: SessionLifecycleManager) -> Client:
-    """The official client connected to a server in this process (no transport)."""
-    return Client(build_mcp_server(SessionService(manager)))
-
-
-async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return structured(await client.call_tool(tool, arguments))
 
 
 async def oneiric_sequence(client: Client, token: str | None = None) -> None:
@@ -289,7 +286,6 @@ async def test_http_server_without_secret_refuses_a_public_bind(tmp_path: Path) 
 
 def test_stdio_stdout_carries_only_json_rpc_and_sigterm_closes_cleanly(tmp_path: Path) -> None:
     import subprocess
-    import time
 
     database = tmp_path / "raw.db"
     process = subprocess.Popen(
@@ -325,8 +321,7 @@ def test_stdio_stdout_carries_only_json_rpc_and_sigterm_closes_cleanly(tmp_path:
     by_id = {reply["id"]: reply for reply in replies}
     assert by_id[2]["result"]["structuredContent"]["status"] == "tracked"
     assert by_id[3]["result"]["structuredContent"]["status"] == "error"
-    time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # every reply read: the server has done its work
     assert process.wait(timeout=15) == 0
     leftover = process.stdout.read()
     assert leftover.strip() == ""  # nothing but protocol messages on stdout

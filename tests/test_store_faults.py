@@ -142,16 +142,15 @@ async def test_a_lone_write_does_not_hold_up_the_event_loop_behind_another_proce
     database = tmp_path / "held.db"
     store = SQLiteStore(str(database))
     sql = "INSERT INTO schema_migrations (version, name, applied_us) VALUES (100, 'late', 0)"
-    releaser = threading.Timer(0.5, hold_write_lock(database))
-    releaser.start()
+    release = hold_write_lock(database)
     write = asyncio.ensure_future(store.write(lambda tx: tx.run(sql)))
-    ticks = 0
-    while not write.done():  # the loop keeps running while the write waits for the lock
-        await asyncio.sleep(0.01)
-        ticks += 1
-    releaser.join()
-    assert ticks >= 10
-    assert write.result() == 1  # it went through once the lock was free
+    for _ in range(20):  # the write has started and found the lock taken
+        await asyncio.sleep(0)
+    assert not write.done()
+    # This line runs on the event loop while the write waits: had the write held the
+    # loop, it would have given up (locked) before the loop could release the lock.
+    await asyncio.to_thread(release)
+    assert await write == 1  # it went through once the lock was free
     await store.close()
 
 

@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from session_buddy import __version__
 from session_buddy.app.auth import TokenAuthority
@@ -61,21 +61,19 @@ async def reap_periodically(
     manager: SessionLifecycleManager, interval: float, retention: timedelta | None
 ) -> None:
     """Every `interval`: abandon silent and gone sessions; with a `retention`, prune
-    finished sessions that started longer ago than that."""
+    finished sessions quiet for longer than that."""
     while True:
         try:
-            reaped = await manager.reap()
+            reaped, report = await manager.upkeep(retention)
             if reaped:
                 logger.info("reaper abandoned %d session(s): %s", len(reaped), ", ".join(reaped))
-            if retention is not None:
-                report = await manager.prune(datetime.now(UTC) - retention)
-                if report.sessions or report.events:
-                    logger.info(
-                        "retention pruned %d session(s) and %d event(s) in %d batch(es)",
-                        report.sessions,
-                        report.events,
-                        report.batches,
-                    )
+            if report is not None and (report.sessions or report.events):
+                logger.info(
+                    "retention pruned %d session(s) and %d event(s) in %d batch(es)",
+                    report.sessions,
+                    report.events,
+                    report.batches,
+                )
         except Exception:
             logger.exception("reaper failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)

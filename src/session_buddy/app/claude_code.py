@@ -94,6 +94,8 @@ def describe(step: Step, result: dict[str, Any]) -> str:
         return f"no session for {step.subject}"
     if status == "error":
         return f"{step.kind} not recorded: {result.get('error')}"
+    if status == "ignored":
+        return f"ignored: {session_id} is {result.get('session_status')}, not active"
     if step.kind == "start":
         return f"tracked {session_id} for {step.subject}"
     if step.kind == "end":

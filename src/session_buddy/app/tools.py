@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, create_model
 
 from session_buddy.app.auth import READ_SCOPE, WRITE_SCOPE, Caller
 from session_buddy.app.service import EXTERNAL_ID_MAX, SessionService
-from session_buddy.core.errors import InvalidArgument
+from session_buddy.core.errors import InvalidArgument, plain_text
 from session_buddy.core.queries import DEFAULT_PAGE
 from session_buddy.core.records import FILTER_COLUMNS, SessionRecord, StatsGroup
 from session_buddy.mcp.event_models import (
@@ -108,9 +108,10 @@ class HealthResult(BaseModel):
 
 
 def text_argument(
-    name: str, value: Any, *, required: bool = False, max_length: int = 500
+    name: str, value: Any, *, required: bool = False, max_length: int = 500, free: bool = False
 ) -> str | None:
-    """A string argument, checked: None when absent, InvalidArgument when wrong."""
+    """A string argument, checked: None when absent, InvalidArgument when wrong. Plain
+    text (no control characters) unless `free`: ids, names, filters, times."""
     if value is None or value == "":
         if required:
             raise InvalidArgument(name, f"{name}: field required")
@@ -119,7 +120,7 @@ def text_argument(
         raise InvalidArgument(name, f"{name}: must be a string, got {type(value).__name__}")
     if len(value) > max_length:
         raise InvalidArgument(name, f"{name}: must have at most {max_length} characters")
-    return value
+    return value if free else plain_text(name, value)
 
 
 def _session_id(arguments: dict[str, Any]) -> str:
@@ -136,10 +137,14 @@ def _external_id(arguments: dict[str, Any]) -> str | None:
 
 
 def _limit(value: Any) -> int:
+    """An integer, or its ASCII digits as text (a few: the range is checked later)."""
     if value is None:
         return DEFAULT_PAGE
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str):
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
+            raise InvalidArgument("limit", f"limit: must be an integer, got {value[:40]!r}")
+        value = int(digits)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument("limit", f"limit: must be an integer, got {type(value).__name__}")
     return value
@@ -184,7 +189,7 @@ async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict
         max_length=SESSION_ID_MAX,
     )
     activity = text_argument("activity", arguments.get("activity"), max_length=32)
-    detail = text_argument("detail", arguments.get("detail"), max_length=200)
+    detail = text_argument("detail", arguments.get("detail"), max_length=200, free=True)
     return await service.heartbeat(
         session_id, timestamp, activity=activity, external_id=external_id, detail=detail
     )
@@ -249,11 +254,20 @@ class Tool:
     echo: Callable[[dict[str, Any]], dict[str, Any]]  # what an error result repeats
 
 
+def _json_type(schema: dict[str, Any]) -> str:
+    """A field's JSON type: its own, the one beside null of an optional field, or object
+    (a nested model)."""
+    if "type" in schema:
+        return str(schema["type"])
+    types = [s["type"] for s in schema.get("anyOf", ()) if s.get("type", "null") != "null"]
+    return str(types[0]) if types else "object"
+
+
 def _event_arguments(event: type[BaseModel]) -> tuple[Argument, ...]:
     """A wire event's fields as tool arguments, as its JSON Schema documents them."""
     properties = event.model_json_schema()["properties"]
     return tuple(
-        Argument(name, schema.get("type", "object"), schema.get("description", name))
+        Argument(name, _json_type(schema), schema.get("description", name))
         for name, schema in properties.items()
     )
 

@@ -76,6 +76,7 @@ def end_event(
         details["exit_reason"] = exit_reason
     event: dict[str, Any] = {
         "event_type": "session_end",
+        "event_id": str(uuid.uuid4()),  # a second delivery of this end changes nothing
         "timestamp": now_iso(),
         "metadata": details,
     }

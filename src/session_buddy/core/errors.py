@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SessionBuddyError(Exception):
@@ -19,6 +22,17 @@ class InvalidArgument(SessionBuddyError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def plain_text(field: str, value: str) -> str:
+    """`value`, if it holds no NUL or other control character (ids, names and filters
+    are plain text; every engine must answer the same); else InvalidArgument."""
+    found = _CONTROL.search(value)
+    if found:
+        raise InvalidArgument(
+            field, f"{field}: must not contain control characters (found {found.group()!r})"
+        )
+    return value
 
 
 class RefusedValue(InvalidArgument):

@@ -10,10 +10,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from session_buddy.config import Settings
-from session_buddy.core import queries, retention, transitions
-from session_buddy.core.errors import InvalidArgument
+from session_buddy.core import queries, transitions
+from session_buddy.core.errors import InvalidArgument, plain_text
 from session_buddy.core.records import FILTER_COLUMNS
 from session_buddy.core.retention import PruneReport
+from session_buddy.core.retention import prune as retention_prune
 from session_buddy.core.states import ACTIVITIES
 from session_buddy.core.store import Store, open_store
 from session_buddy.core.transitions import (
@@ -47,7 +48,7 @@ def _equals(given: dict[str, str | None]) -> dict[str, str]:
     """The filters that were given, checked."""
     if given.get("status"):
         queries.check_status_filter(str(given["status"]))
-    return {column: value for column, value in given.items() if value}
+    return {column: plain_text(column, value) for column, value in given.items() if value}
 
 
 def _not_ahead(event_us: int, received_us: int) -> None:
@@ -145,6 +146,9 @@ class SessionLifecycleManager:
             )
         if session_id is None and external_id is None:
             raise InvalidArgument("session_id", "session_id: field required (or external_id)")
+        for name, value in (("session_id", session_id), ("external_id", external_id)):
+            if value is not None:
+                plain_text(name, value)
         received = self.clock()
         given = _micros(timestamp, "timestamp")
         seen = received if given is None else given
@@ -166,6 +170,7 @@ class SessionLifecycleManager:
         )
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        plain_text("session_id", session_id)
         return await self.store.read(lambda tx: queries.fetch_session(tx, session_id))
 
     async def most_frequent_components(self, limit: int) -> list[str]:
@@ -280,6 +285,7 @@ class SessionLifecycleManager:
         return queries.summarize(counts, durations) | {"finished": finished}
 
     async def session_events(self, session_id: str) -> list[dict[str, Any]]:
+        plain_text("session_id", session_id)
         return await self.store.read(lambda tx: queries.session_events(tx, session_id))
 
     async def prune(self, before: str | datetime, *, dry_run: bool = False) -> PruneReport:
@@ -288,7 +294,17 @@ class SessionLifecycleManager:
         cutoff = _micros(before, "before")
         if cutoff is None:
             raise InvalidArgument("before", "before: a time is required")
-        return await retention.prune(self.store, cutoff, dry_run=dry_run)
+        return await retention_prune(self.store, cutoff, dry_run=dry_run)
+
+    async def upkeep(self, retention: timedelta | None) -> tuple[list[str], PruneReport | None]:
+        """One run of a server's reaper: abandon silent and gone sessions, then, with a
+        `retention`, prune finished sessions quiet for longer than that (by this
+        manager's clock)."""
+        reaped = await self.reap()
+        if retention is None:
+            return reaped, None
+        cutoff = self.clock() - int(retention / timedelta(microseconds=1))
+        return reaped, await retention_prune(self.store, cutoff)
 
     async def reap(self) -> list[str]:
         """Abandon sessions that went silent, or whose local process is gone or reused."""

@@ -320,6 +320,11 @@ class SessionEndEvent(_Event):
     def validate_uuid(cls, v: str | None) -> str | None:
         return None if v is None else canonical_uuid(v)
 
+    @field_validator("session_id")
+    @classmethod
+    def validate_session_id(cls, v: str) -> str:
+        return check_identity_text(v)
+
     @field_validator("metadata")
     @classmethod
     def validate_end_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:

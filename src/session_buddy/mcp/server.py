@@ -67,15 +67,17 @@ def _schema_function(tool: Tool) -> Any:
     return run
 
 
-def _decoded_json_texts(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Arguments with JSON objects, arrays, booleans and nulls sent as text decoded, as
-    the SDK does for its own tools (some clients send every object as a JSON string)."""
+def _decoded_json_texts(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments with JSON objects and arrays sent as text decoded where the tool takes
+    an object or an array (some clients send every object as a JSON string); a string
+    argument stays a string, "null" and "true" included."""
+    structured = {a.name for a in tool.arguments if a.json_type in ("object", "array")}
     decoded = dict(arguments)
     for name, value in arguments.items():
-        if not isinstance(value, str):
+        if name not in structured or not isinstance(value, str):
             continue
         text = value.strip()
-        if text[:1] in ("{", "[") or text in ("true", "false", "null"):
+        if text[:1] in ("{", "["):
             try:
                 decoded[name] = json.loads(text)
             except (ValueError, RecursionError):
@@ -101,7 +103,7 @@ class SessionBuddyServer(MCPServer):
         if name not in TOOLS:
             return await super().call_tool(name, arguments, context)
         claims = _verified_claims(context) if context else None
-        arguments = _decoded_json_texts(arguments)
+        arguments = _decoded_json_texts(TOOLS[name], arguments)
         return _result(await call_tool(self.service, name, arguments, claims=claims))
 
 
