@@ -150,3 +150,11 @@ def test_a_postgres_url_without_the_extra_names_the_extra(tmp_path: Path) -> Non
     failed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert failed.returncode != 0
     assert "pip install 'session-buddy[postgres]'" in failed.stderr
+
+
+def test_architecture_shows_the_transition_table_the_code_decides_with() -> None:
+    from session_buddy.core.rules import table
+
+    shown = (PACKAGE.parents[1] / "ARCHITECTURE.md").read_text()
+    for row in table():
+        assert "| " + " | ".join(row) + " |" in shown, row

@@ -260,16 +260,16 @@ def reap_command(database_url: str | None, as_json: bool) -> None:
 
 
 @main.command("prune")
-@click.option("--older-than", type=Span(), help="Sessions that started this long ago (e.g. 90d).")
-@click.option("--before", type=When(), help="Sessions that started before this time.")
+@click.option("--older-than", type=Span(), help="Sessions quiet this long (e.g. 90d).")
+@click.option("--before", type=When(), help="Sessions quiet since before this time.")
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
 @database_url_option
 @json_option
 def prune_command(
     older_than: Any, before: str | None, dry_run: bool, database_url: str | None, as_json: bool
 ) -> None:
-    """Delete ended, crashed and abandoned sessions that started before a time, with
-    their event log, in small batches (writers never wait long). Active ones stay."""
+    """Delete ended, crashed and abandoned sessions whose last activity is before a time,
+    with their event log, in small batches (writers never wait long). Active ones stay."""
     if (older_than is None) == (before is None):
         raise click.UsageError("give one of --older-than or --before")
     cutoff = before or str(format_micros(to_micros(datetime.now(UTC) - older_than)))
@@ -282,7 +282,7 @@ def prune_command(
     states = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items()))
     verb = "would delete" if dry_run else "deleted"
     click.echo(
-        f"{verb} {report.sessions} session(s) started before {cutoff}"
+        f"{verb} {report.sessions} session(s) quiet since before {cutoff}"
         + (f" ({states})" if states else "")
         + f" and {report.events} event(s)"
     )

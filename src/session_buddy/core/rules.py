@@ -27,8 +27,8 @@ class State(StrEnum):
     ACTIVE = "active"
     ENDED = "ended"
     CRASHED = "crashed"
-    SILENT = "abandoned for silence"  # a heartbeat may revive it
-    GONE = "abandoned, process gone"  # exited, pid reused or superseded: final until an end
+    SILENT = "abandoned (silent)"  # a heartbeat may revive it
+    GONE = "abandoned (gone)"  # exited, pid reused or superseded: final until an end
 
 
 class Event(StrEnum):
@@ -155,7 +155,8 @@ def table() -> list[tuple[str, str, str, str, str, str]]:
     """The rules as text rows, for people (ARCHITECTURE.md prints them)."""
     rows = []
     for row in RULES:
-        states = ", ".join(sorted(s.value for s in row.states)) if row.states != STORED else "any"
+        named = ", ".join(state.value for state in State if state in row.states)
+        states = "any stored" if row.states == STORED else named
         to = row.to.value if row.to else "(same)"
         when = ", ".join(row.when) or "-"
         rows.append((row.event.value, states, when, to, row.outcome, row.effect.value))
