@@ -1,10 +1,14 @@
-"""A TCP proxy in front of the test PostgreSQL server that can lose a COMMIT's answer.
+"""A TCP proxy in front of the test PostgreSQL server, to make the database sick.
 
-Armed with `lose_next_commit()`, it forwards the next COMMIT a client sends, waits until
-the server has answered it (so the transaction did commit), throws the answer away and
-closes that client's connection: the client sees its connection die during COMMIT, the
-failure a retrying store must not count twice. Clients must connect with
-`sslmode=disable` (the proxy reads the protocol's messages; `url()` adds it).
+- `lose_next_commit()`: the next COMMIT a client sends is forwarded, the server's answer
+  (it did commit) is thrown away and that client's connection closed: the client sees
+  its connection die during COMMIT, the failure a retrying store must not count twice.
+- `refuse()`: every connection is cut and new ones are refused, as when the server is
+  down; `hang()`: nothing gets through either way, and new connections are accepted and
+  never answered, as when it is cut off the network; `heal()` ends either.
+
+Clients must connect with `sslmode=disable` (the proxy reads the protocol's messages;
+`url()` adds it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class PostgresProxy:
@@ -24,9 +28,12 @@ class PostgresProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._armed = threading.Event()
+        self._passing = threading.Event()  # cleared while hanging
+        self._passing.set()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self.commits_lost = 0
-        self._closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._accepting()
 
     def url(self, database_url: str) -> str:
         """`database_url` pointed at the proxy, without TLS or GSS encryption."""
@@ -37,20 +44,55 @@ class PostgresProxy:
     def lose_next_commit(self) -> None:
         self._armed.set()
 
+    def refuse(self) -> None:
+        self._stop_listening()
+        self._cut_all()
+
+    def hang(self) -> None:
+        self._passing.clear()
+
+    def heal(self) -> None:
+        self._passing.set()
+        if self._listener.fileno() == -1:
+            self._listener = socket.create_server(("127.0.0.1", self.port))
+            self._accepting()
+
     def close(self) -> None:
-        self._closing = True
+        self._stop_listening()
+        self._cut_all()
+        self._passing.set()
+
+    def _stop_listening(self) -> None:
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept()
         self._listener.close()
 
-    def _accept(self) -> None:
-        while not self._closing:
+    def _cut_all(self) -> None:
+        with self._lock:
+            for sock in self._open:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
+
+    def _accepting(self) -> None:
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.target)
-            for end in (client, server):  # small messages: no Nagle delays
-                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._relay, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self._passing.wait()  # hanging: accepted, never answered
+        server = socket.create_connection(self.target)
+        for end in (client, server):  # small messages: no Nagle delays
+            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._open.update((client, server))
+        self._relay(client, server)
 
     def _relay(self, client: socket.socket, server: socket.socket) -> None:
         with client, server:
@@ -58,7 +100,9 @@ class PostgresProxy:
             started = False  # the untyped startup message has gone by
             commit_sent = False
             while True:
-                readable, _, _ = select.select([client, server], [], [])
+                readable, _, _ = select.select([client, server], [], [], 0.05)
+                if not self._passing.is_set():
+                    continue  # cut off: the bytes wait where they are
                 if server in readable:
                     data = server.recv(65536)
                     if not data:

@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -201,9 +202,13 @@ def test_filters_change_rows_and_url(browser: Browser, site: tuple[str, dict[str
     page.goto(f"{base}/?window=7d&hostname=host-1")
     assert page.locator("select[name=window]").input_value() == "7d"
     assert page.locator("input[name=hostname]").input_value() == "host-1"
-    page.goto(f"{base}/?started_after=2000-01-01T00:00:00Z")  # a custom window
-    assert page.locator("input[name=started_after]").input_value() == "2000-01-01T00:00:00Z"
-    assert "since 2000-01-01 00:00Z" in page.locator("#components h2").inner_text()
+    day = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%d")
+    page.goto(f"{base}/?started_after={day}T00:00:00Z")  # a custom window
+    assert page.locator("input[name=started_after]").input_value() == f"{day}T00:00:00Z"
+    assert f"since {day} 00:00Z" in page.locator("#components h2").inner_text()
+    too_long = page.goto(f"{base}/?started_after=2000-01-01T00:00:00Z")  # a page reads a month
+    assert too_long is not None and too_long.status == 400
+    assert "at most 31 days" in page.locator("[role=alert]").inner_text()
     assert seen == []
 
 

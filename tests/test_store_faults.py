@@ -109,7 +109,7 @@ async def test_a_failing_job_rolls_back_alone_and_the_batch_commits_once(tmp_pat
     await store.close()
 
 
-async def test_concurrent_writes_share_commits_and_a_lone_write_commits_at_once(
+async def test_concurrent_writes_share_commits_and_no_write_runs_on_the_event_loop(
     tmp_path: Path,
 ) -> None:
     store = SQLiteStore(str(tmp_path / "burst.db"))
@@ -125,18 +125,16 @@ async def test_concurrent_writes_share_commits_and_a_lone_write_commits_at_once(
 
     await asyncio.gather(*(store.write(insert(number)) for number in range(64)))
     assert len(commits) <= 2  # one batch, or a first job and then the rest
-    assert threading.get_ident() not in threads  # a burst goes to the writer thread
-    for number in range(64, 74):  # one at a time: each commits on the caller's thread
+    for number in range(64, 74):  # one at a time: one commit each
         await store.write(insert(number))
-    assert threads[-10:] == [threading.get_ident()] * 10
-    await store.write(insert(74), bulk=True)  # upkeep never holds up the event loop
-    assert threads[-1] != threading.get_ident()
+    assert len(commits) <= 12
+    assert threading.get_ident() not in threads  # never the event loop's thread
     rows = await store.read(lambda tx: tx.all("SELECT version FROM schema_migrations"))
-    assert {row["version"] for row in rows} >= set(range(100, 175))
+    assert {row["version"] for row in rows} >= set(range(100, 174))
     await store.close()
 
 
-async def test_a_lone_write_does_not_hold_up_the_event_loop_behind_another_process(
+async def test_a_write_does_not_hold_up_the_event_loop_behind_another_process(
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "held.db"

@@ -40,6 +40,18 @@ def parse_span(text: str) -> timedelta | None:
     return timedelta(seconds=int(found[1]) * _SPAN_UNITS[found[2]]) if found else None
 
 
+def normalized_server_url(url: str) -> str:
+    """One spelling of a server URL for every path (the hook, `emit`, the spool's
+    destinations): `HTTP://Host:8678/mcp/` is `http://host:8678/mcp`, and a URL with no
+    path means the MCP endpoint, `/mcp`. `stdio:` URLs are left as they are."""
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        return url
+    netloc, slash, path = rest.partition("/")
+    path = (slash + path).rstrip("/") or "/mcp"
+    return f"{scheme.lower()}://{netloc.lower()}{path}"
+
+
 def without_password(database_url: str) -> str:
     """A database URL as it may be shown or logged: a password in it replaced by ***."""
     scheme, separator, rest = database_url.partition("://")

@@ -38,14 +38,25 @@ def _ignore_signal(signum: int, frame: object) -> None:
     """Placeholder handler while uvicorn owns shutdown."""
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each message on one line: what a client sent (a newline, a NUL, an escape
+    sequence) is written out, so no client can forge or hide a log line. Tracebacks
+    keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = record.message
+        if not text.isprintable():
+            record.message = "".join(
+                c if c.isprintable() else c.encode("unicode_escape").decode() for c in text
+            )
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str) -> None:
     """Logs go to stderr (stdout belongs to the stdio protocol)."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def is_loopback(host: str) -> bool:

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from session_buddy.core import Actor
 from session_buddy.core.errors import InvalidArgument, SessionBuddyError
 
 AUDIENCE = "session-buddy"
@@ -14,7 +15,10 @@ ISSUER = "session-buddy"
 ALGORITHM = "HS256"
 READ_SCOPE = "sessions:read"
 WRITE_SCOPE = "sessions:write"
-KNOWN_SCOPES = (READ_SCOPE, WRITE_SCOPE)
+# Changes sessions started with another subject's token (a write token changes only its
+# own subject's).
+ADMIN_SCOPE = "sessions:admin"
+KNOWN_SCOPES = (READ_SCOPE, WRITE_SCOPE, ADMIN_SCOPE)
 DEFAULT_TTL_SECONDS = 3600
 # Where the HTTP layer leaves the claims of a bearer header it verified (request scope).
 CLAIMS_STATE_KEY = "session_buddy_claims"
@@ -56,9 +60,7 @@ class TokenAuthority:
         unknown = [s for s in scopes if s not in KNOWN_SCOPES]
         if unknown or not scopes:
             bad = " ".join(unknown) or "(none)"
-            raise InvalidArgument(
-                "scope", f"Invalid scope {bad}: use {' and/or '.join(KNOWN_SCOPES)}"
-            )
+            raise InvalidArgument("scope", f"Invalid scope {bad}: use {', '.join(KNOWN_SCOPES)}")
         if ttl_seconds <= 0:
             raise InvalidArgument("ttl", "Invalid ttl: must be a positive number of seconds")
         import jwt  # imported on use: servers without a secret never need it
@@ -110,6 +112,22 @@ class TokenAuthority:
         if scope not in granted:
             raise MissingScope(f"token lacks scope {scope!r}")
         return claims
+
+
+def actor_of(claims: dict[str, Any] | None) -> Actor | None:
+    """Who verified claims say the caller is (None without any: no secret set)."""
+    if not claims:
+        return None
+    scopes = str(claims.get("scope", "")).split()
+    return Actor(str(claims.get("sub", "")), admin=ADMIN_SCOPE in scopes)
+
+
+def credential_rank(claims: Any) -> int:
+    """How much a caller counts when the server must make room (connections, MCP
+    sessions): 0 without verified claims, 1 with a token, 2 with one that may write."""
+    if not isinstance(claims, dict):
+        return 0
+    return 2 if WRITE_SCOPE in str(claims.get("scope", "")).split() else 1
 
 
 def bearer_token(authorization: str | None) -> str | None:

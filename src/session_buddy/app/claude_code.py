@@ -57,16 +57,28 @@ class Step:
     shell_type: str = SHELL_TYPE
     noun: str = "Claude session"  # what the external id names, for people
     metadata: dict[str, Any] = field(default_factory=dict)
-    event_id: str | None = None  # fixed for subagent starts, else a fresh one
+    event_id: str | None = None  # the hook's stamp's; fixed for subagent starts
     exit_reason: str | None = None
     activity: str | None = None
     detail: str | None = None
     cwd: str | None = None
-    origin: dict[str, Any] | None = None  # the process facts the command hook added
+    # The command hook's stamp (`wire.ORIGIN_KEY`): its time and event id, and for a
+    # SessionStart the facts of Claude Code's process.
+    origin: dict[str, Any] | None = None
 
     @property
     def subject(self) -> str:
         return f"{self.noun} {self.external_id}"
+
+    def stamped(self, now: str) -> str:
+        """The event's time: the hook's own when it stamped one, else `now`."""
+        given = (self.origin or {}).get("timestamp")
+        return given if isinstance(given, str) else now
+
+    def end_event(self, timestamp: str) -> dict[str, Any]:
+        """track_session_end's event for an `end` step (without the session it ends)."""
+        event = {"timestamp": timestamp, "metadata": {"exit_reason": self.exit_reason}}
+        return event | ({"event_id": self.event_id} if self.event_id else {})
 
     def start_arguments(self, facts: dict[str, Any], timestamp: str) -> dict[str, Any]:
         """track_session_start's event for a `start` step, run by the process that `facts`
@@ -125,8 +137,10 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
 
 def _identifier(payload: dict[str, Any], key: str) -> str:
     value = payload.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX:
-        raise HookPayloadError(f"{key} must be a non-empty string of at most {ID_MAX} characters")
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX or not value.isprintable():
+        raise HookPayloadError(
+            f"{key} must be printable text of 1 to {ID_MAX} characters (no control characters)"
+        )
     return value
 
 
@@ -141,40 +155,55 @@ def step(payload: dict[str, Any]) -> Step:
     """What a parsed hook payload does to its session."""
     event = payload["hook_event_name"]
     claude_id = payload["session_id"]
+    stamp = payload.get(wire.ORIGIN_KEY)
+    origin = stamp if isinstance(stamp, dict) else None
+    stamped_id = (origin or {}).get("event_id")
+    event_id = stamped_id if isinstance(stamped_id, str) else None
     if event == "SessionStart":
         kept = {key: _clipped(payload, key) for key in START_KEPT}
         kept["source"] = kept["source"] or "startup"
         metadata = {"external_id": claude_id} | {k: v for k, v in kept.items() if v}
-        origin = payload.get(wire.ORIGIN_KEY)
         return Step(
             "start",
             claude_id,
             metadata=metadata,
+            event_id=event_id,
             cwd=_clipped(payload, "cwd"),
-            origin=origin if isinstance(origin, dict) else None,
+            origin=origin,
         )
     if event == "SessionEnd":
-        return Step("end", claude_id, exit_reason=_clipped(payload, "reason", 200) or "other")
+        reason = _clipped(payload, "reason", 200) or "other"
+        ended = event_id or wire.new_event_id()
+        return Step("end", claude_id, event_id=ended, exit_reason=reason, origin=origin)
     if event == "SubagentStart":
         agent_id = _identifier(payload, "agent_id")
         metadata = {"external_id": agent_id, "parent_external_id": claude_id}
         if agent_type := _clipped(payload, "agent_type", 100):
             metadata["agent_type"] = agent_type
-        event_id = str(uuid.uuid5(_SUBAGENT_EVENTS, f"{claude_id}/{agent_id}"))
         return Step(
             "start",
             agent_id,
             SUBAGENT_SHELL_TYPE,
             "subagent",
             metadata=metadata,
-            event_id=event_id,
+            event_id=str(uuid.uuid5(_SUBAGENT_EVENTS, f"{claude_id}/{agent_id}")),
             cwd=_clipped(payload, "cwd"),
+            origin=origin,
         )
     if event == "SubagentStop":
         agent_id = _identifier(payload, "agent_id")
-        return Step("end", agent_id, noun="subagent", exit_reason="subagent_stop")
+        ended = event_id or wire.new_event_id()
+        return Step(
+            "end",
+            agent_id,
+            noun="subagent",
+            event_id=ended,
+            exit_reason="subagent_stop",
+            origin=origin,
+        )
     if event == "Notification":
         waiting = payload.get("notification_type") in WAITING
-        return Step("beat", claude_id, activity="waiting_for_input" if waiting else None)
+        activity = "waiting_for_input" if waiting else None
+        return Step("beat", claude_id, activity=activity, origin=origin)
     detail = _clipped(payload, "error", 200) if event == "StopFailure" else None
-    return Step("beat", claude_id, activity=ACTIVITY_OF[event], detail=detail)
+    return Step("beat", claude_id, activity=ACTIVITY_OF[event], detail=detail, origin=origin)

@@ -8,6 +8,7 @@ counts metrics, and is the one place where a failure becomes an error result wit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from session_buddy import __version__
 from session_buddy.app.auth import AuthError, Caller, TokenAuthority
-from session_buddy.core import NewSession, SessionEnd, SessionLifecycleManager
+from session_buddy.core import Actor, NewSession, SessionEnd, SessionLifecycleManager
 from session_buddy.core.errors import InvalidArgument, SessionBuddyError, StoreUnavailable
 from session_buddy.core.transitions import EndOutcome
 from session_buddy.mcp.event_models import (
@@ -34,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 STORE_UNAVAILABLE = "store unavailable, retry later"
 INTERNAL_ERROR = "internal error: the server log has the details"
 EXTERNAL_ID_MAX = 200
+HEALTH_READ_SECONDS = 1.5  # a health check says degraded rather than wait longer
 _START_LOGGED = {
     "tracked": "started",
     "resumed": "resumed in another process",
@@ -90,10 +92,10 @@ def as_received(event: BaseModel | dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), default=repr)
 
 
-def new_session(event: SessionStartEvent, payload: str) -> NewSession:
+def new_session(event: SessionStartEvent, payload: str, owner: str | None = None) -> NewSession:
     """A validated start event as core's input. A string `metadata.external_id` is the
     client's own session id, `metadata.parent_external_id` its parent's (a subagent's
-    Claude Code session)."""
+    Claude Code session); `owner`, the subject of the token that sends it."""
     metadata = event.metadata
     return NewSession(
         event_id=event.event_id,
@@ -111,6 +113,7 @@ def new_session(event: SessionStartEvent, payload: str) -> NewSession:
         payload=payload,
         external_id=_client_id(metadata.get("external_id")),
         parent_external_id=_client_id(metadata.get("parent_external_id")),
+        owner=owner,
     )
 
 
@@ -161,11 +164,16 @@ class SessionService:
     def _rejected(self, exc: InvalidArgument) -> None:
         self._reject(f"invalid_{exc.field}")
 
-    async def start(self, event: SessionStartEvent | dict[str, Any]) -> SessionStartResult:
-        """Track a start: status 'tracked' with the session id, or 'error'. Never raises."""
+    async def start(
+        self, event: SessionStartEvent | dict[str, Any], *, actor: Actor | None = None
+    ) -> SessionStartResult:
+        """Track a start: status 'tracked' with the session id, or 'error'. Never raises.
+        `actor`: who a verified token says sends it (the session's owner)."""
         try:
             valid = _validated(SessionStartEvent, event, "start")
-            outcome = await self.manager.start_session(new_session(valid, as_received(event)))
+            owner = actor.subject if actor else None
+            new = new_session(valid, as_received(event), owner)
+            outcome = await self.manager.start_session(new, actor)
         except Exception as exc:
             if isinstance(exc, InvalidArgument):
                 self._rejected(exc)
@@ -203,7 +211,11 @@ class SessionService:
         return SessionStartResult(session_id=outcome.session_id, status="tracked", warning=warning)
 
     async def end(
-        self, event: SessionEndEvent | dict[str, Any], *, external_id: str | None = None
+        self,
+        event: SessionEndEvent | dict[str, Any],
+        *,
+        external_id: str | None = None,
+        actor: Actor | None = None,
     ) -> SessionEndResult:
         """Track an end: 'ended' (with the session's final state), 'not_found' or 'error'.
         Without a session id, `external_id` names the session by the client's own id.
@@ -224,6 +236,7 @@ class SessionService:
                 payload=received,
                 external_id=external_id,
                 event_id=valid.event_id,
+                actor=actor,
             )
             outcome = await self.manager.end_session(end)
         except Exception as exc:
@@ -282,10 +295,16 @@ class SessionService:
         activity: str | None = None,
         external_id: str | None = None,
         detail: str | None = None,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         try:
             outcome = await self.manager.heartbeat(
-                session_id, timestamp, activity=activity, external_id=external_id, detail=detail
+                session_id,
+                timestamp,
+                activity=activity,
+                external_id=external_id,
+                detail=detail,
+                actor=actor,
             )
         except InvalidArgument as exc:
             self._rejected(exc)
@@ -326,10 +345,15 @@ class SessionService:
         return {"session_id": session_id, "events": events, "status": "ok"}
 
     async def health(self) -> dict[str, Any]:
-        """`degraded`, with a `reason`, while the database cannot be read or writes fail."""
+        """`degraded`, with a `reason`, while the database cannot be read (within
+        HEALTH_READ_SECONDS) or writes fail."""
         reason = None
         try:
-            active: int | None = await self.manager.active_count()
+            count = self.manager.active_count()
+            active: int | None = await asyncio.wait_for(count, HEALTH_READ_SECONDS)
+        except TimeoutError:
+            self.logger.warning("health check: no answer within %g s", HEALTH_READ_SECONDS)
+            active, reason = None, f"the database did not answer within {HEALTH_READ_SECONDS:g} s"
         except Exception as exc:
             self.logger.warning("health check: database unreachable: %s", exc)
             active, reason = None, "the database cannot be read"

@@ -15,8 +15,9 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
 
-from session_buddy.app.auth import READ_SCOPE, WRITE_SCOPE, Caller
+from session_buddy.app.auth import READ_SCOPE, WRITE_SCOPE, Caller, actor_of
 from session_buddy.app.service import EXTERNAL_ID_MAX, SessionService
+from session_buddy.core import Actor
 from session_buddy.core.errors import InvalidArgument, plain_text
 from session_buddy.core.queries import DEFAULT_PAGE
 from session_buddy.core.records import FILTER_COLUMNS, SessionRecord, StatsGroup
@@ -170,16 +171,23 @@ def _echo_session_id(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"session_id": given if isinstance(given, str) else ""}
 
 
-async def _start(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
-    return (await service.start(_given(arguments))).model_dump(mode="json")
+async def _start(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
+    return (await service.start(_given(arguments), actor=actor)).model_dump(mode="json")
 
 
-async def _end(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _end(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     external_id = _external_id(arguments)
-    return (await service.end(_given(arguments), external_id=external_id)).model_dump(mode="json")
+    ended = await service.end(_given(arguments), external_id=external_id, actor=actor)
+    return ended.model_dump(mode="json")
 
 
-async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _heartbeat(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     timestamp = text_argument("timestamp", arguments.get("timestamp"), max_length=64)
     external_id = _external_id(arguments)
     session_id = text_argument(
@@ -191,15 +199,24 @@ async def _heartbeat(service: SessionService, arguments: dict[str, Any]) -> dict
     activity = text_argument("activity", arguments.get("activity"), max_length=32)
     detail = text_argument("detail", arguments.get("detail"), max_length=200, free=True)
     return await service.heartbeat(
-        session_id, timestamp, activity=activity, external_id=external_id, detail=detail
+        session_id,
+        timestamp,
+        activity=activity,
+        external_id=external_id,
+        detail=detail,
+        actor=actor,
     )
 
 
-async def _get_session(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _get_session(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     return await service.get_session(_session_id(arguments))
 
 
-async def _list_sessions(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _list_sessions(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     filters: dict[str, Any] = _filters(arguments)
     for name in ("started_after", "started_before"):
         filters[name] = text_argument(name, arguments.get(name))
@@ -216,7 +233,9 @@ def _filters(arguments: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-async def _session_stats(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _session_stats(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     bucket = text_argument("bucket", arguments.get("bucket"), max_length=16)
     group_by = text_argument("group_by", arguments.get("group_by"), max_length=32)
     return await service.session_stats(
@@ -228,11 +247,15 @@ async def _session_stats(service: SessionService, arguments: dict[str, Any]) -> 
     )
 
 
-async def _session_events(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _session_events(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     return await service.session_events(_session_id(arguments))
 
 
-async def _health(service: SessionService, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _health(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
     return await service.health()
 
 
@@ -250,7 +273,8 @@ class Tool:
     scope: str | None  # None: open to every caller
     output: type[BaseModel]
     arguments: tuple[Argument, ...]
-    run: Callable[[SessionService, dict[str, Any]], Awaitable[dict[str, Any]]]
+    # The tool's work, given who a verified token says the caller is (None without one).
+    run: Callable[[SessionService, dict[str, Any], Actor | None], Awaitable[dict[str, Any]]]
     echo: Callable[[dict[str, Any]], dict[str, Any]]  # what an error result repeats
 
 
@@ -423,11 +447,12 @@ async def call_tool(
             raise InvalidArgument(
                 unknown[0], f"Unknown argument(s) {', '.join(unknown)} for {name}: use {known}"
             )
+        verified = None
         if tool.scope is not None:
             token = arguments.get("token")
             caller = Caller(token if isinstance(token, str) and token else None, claims)
-            service.authorize(caller, tool.scope)
-        return await tool.run(service, arguments)
+            verified = service.authorize(caller, tool.scope)
+        return await tool.run(service, arguments, actor_of(verified))
     except Exception as exc:
         return tool.echo(arguments) | service.failure(exc)
     finally:

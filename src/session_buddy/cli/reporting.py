@@ -273,8 +273,9 @@ def hook() -> None:
 
 
 @hook.command("claude-code")
+@click.option("--unconfirmed", default="", hidden=True, help="Why the quick path is unsure.")
 @transport_options(timeout=HOOK_TIMEOUT)
-def hook_claude_code(target: Target) -> None:
+def hook_claude_code(target: Target, unconfirmed: str) -> None:
     """Record a Claude Code hook payload read from stdin: SessionStart, SessionEnd, the
     activity events (UserPromptSubmit, Stop, StopFailure, Notification, Pre/PostCompact)
     and subagents (SubagentStart, SubagentStop).
@@ -289,6 +290,6 @@ def hook_claude_code(target: Target) -> None:
         payload = claude_code.parse_payload(sys.stdin.buffer.read(MAX_HOOK_PAYLOAD_BYTES + 1))
         step = claude_code.step(payload)
         with courier_for(target) as courier:
-            click.echo(record(step, courier), err=True)
+            click.echo(record(step, courier, unconfirmed), err=True)
     except Exception as exc:
         click.echo(f"session-buddy hook: {exc}", err=True)

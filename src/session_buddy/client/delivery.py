@@ -9,6 +9,7 @@ said loudly and the event is kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -25,7 +26,7 @@ from session_buddy.client.spool import (
     SpoolError,
 )
 from session_buddy.client.transports import Transport
-from session_buddy.config import Settings
+from session_buddy.config import Settings, normalized_server_url
 
 SPOOLED_PREFIX = "spooled:"
 SLICE_SECONDS = 0.3  # what an emit or a hook spends on an older backlog
@@ -55,7 +56,7 @@ def destination_url(server_url: str | None, database_url: str | None) -> str:
     place: the server URL, else the database URL (a relative SQLite path made absolute,
     the default store resolved)."""
     if server_url:
-        return server_url
+        return normalized_server_url(server_url)
     url = database_url or Settings.from_environment().database_url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
@@ -86,7 +87,8 @@ class FlushReport:
         self.delivered = self.rejected = self.quarantined = self.remaining = 0
         self.stopped_by: Outcome | None = None  # transient or credentials: the rest waits
         self.reason = ""
-        self.busy = False  # another process is delivering this destination
+        self.busy = False  # another flush is delivering this destination
+        self.unremoved = 0  # delivered, but the spool could not delete them (a full disk)
         self.attempts: dict[int, Attempt] = {}
 
 
@@ -278,17 +280,18 @@ class Courier:
 
     def _flush_pages(self, report: FlushReport, deadline: float | None) -> None:
         url = self.destination.url
-        while page := self.spool.head(url, PAGE):
+        after = 0  # pages go forward: a record the spool could not remove is not sent twice
+        while page := self.spool.head(url, PAGE, after):
             delivered: list[int] = []
             session_ids: dict[str, str] = {}
             try:
                 for item in page:
                     if deadline is not None and time.monotonic() > deadline:
                         return
+                    after = item.id
                     record = item.record()
                     if record is None:
-                        self.spool.set_aside(item.id, QUARANTINED, "cannot be read as a record")
-                        self._note(f"quarantined spool record {item.id}: cannot be read")
+                        self._set_aside(item.id, QUARANTINED, "cannot be read as a record")
                         report.quarantined += 1
                         continue
                     tried = self._within(deadline, record)
@@ -299,20 +302,33 @@ class Courier:
                             session_ids[record["event"]["event_id"]] = session_id
                             self._started[record["event"]["event_id"]] = session_id
                     elif tried.outcome is Outcome.REFUSED:
-                        self.spool.set_aside(item.id, REJECTED, tried.reason)
+                        self._set_aside(item.id, REJECTED, tried.reason)
                         self._note(f"{_describe(record)} refused: {tried.reason}")
                         report.rejected += 1
                     else:
                         if tried.outcome is Outcome.CREDENTIALS:
                             self._credentials(tried.reason)
-                        self.spool.postpone(item.id, tried.reason)
+                        with contextlib.suppress(SpoolError):  # a full disk: tried again anyway
+                            self.spool.postpone(item.id, tried.reason)
                         report.stopped_by, report.reason = tried.outcome, tried.reason
                         return
             finally:
-                self.spool.delivered(delivered, session_ids)
-                self._started.clear()  # committed with the page: the spool knows them now
                 report.delivered += len(delivered)
-            self.spool.renew(url)
+                try:
+                    self.spool.delivered(delivered, session_ids)
+                    self._started.clear()  # committed with the page: the spool knows them
+                except SpoolError as exc:  # a full disk: sent again next time, harmlessly
+                    report.unremoved += len(delivered)
+                    report.reason = str(exc)
+
+    def _set_aside(self, record_id: int, state: str, reason: str) -> None:
+        try:
+            self.spool.set_aside(record_id, state, reason)
+        except SpoolError as exc:
+            self._note(f"spool record {record_id} stays pending ({reason}): {exc}")
+        else:
+            if state == QUARANTINED:
+                self._note(f"quarantined spool record {record_id}: {reason}")
 
     def _within(self, deadline: float | None, record: dict[str, Any]) -> Attempt:
         """Deliver a record, its calls cut short where the slice's deadline is nearer

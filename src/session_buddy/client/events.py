@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import os
 import platform
-import uuid
 from typing import Any
 
 from session_buddy import wire
@@ -38,7 +37,7 @@ def launcher_facts() -> dict[str, Any]:
     """The facts of the program that ran this command — past the `sh -c` wrappers it ran
     it through, e.g. Claude Code for its hooks; pid None when unclear — with the id of
     the start event they go into, so that a start sent twice is one event."""
-    return process_facts() | {"pid": launcher_pid(), "event_id": str(uuid.uuid4())}
+    return process_facts() | {"pid": launcher_pid(), "event_id": wire.new_event_id()}
 
 
 def start_event(
@@ -76,7 +75,7 @@ def end_event(
         details["exit_reason"] = exit_reason
     event: dict[str, Any] = {
         "event_type": "session_end",
-        "event_id": str(uuid.uuid4()),  # a second delivery of this end changes nothing
+        "event_id": wire.new_event_id(),  # a second delivery of this end changes nothing
         "timestamp": now_iso(),
         "metadata": details,
     }

@@ -14,16 +14,18 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import sys
 import time
 from urllib.parse import urlsplit
 
-from session_buddy.config import Settings
-from session_buddy.wire import MAX_HOOK_PAYLOAD_BYTES, ORIGIN_KEY
+from session_buddy.client.http11 import Connection, HttpError, Reply, request_bytes
+from session_buddy.config import Settings, normalized_server_url
+from session_buddy.timestamps import now_iso
+from session_buddy.wire import MAX_HOOK_PAYLOAD_BYTES, ORIGIN_KEY, new_event_id
 
 HOOK_PATH = "/hooks/claude-code"
-OUTCOME_HEADER = b"session-buddy-outcome"
+OUTCOME_HEADER = "session-buddy-outcome"
+MAX_REPLY = 64 * 1024  # the endpoint answers `{}` and a one-line header
 FLAGS = ("--server-url", "--token", "--timeout")
 HOOK_TIMEOUT = 0.4  # seconds per send: `hook claude-code --timeout` defaults to it
 KEPT_IN_ORDER = ("SessionStart", "SessionEnd", "SubagentStart", "SubagentStop")
@@ -52,11 +54,10 @@ def parse_flags(args: list[str]) -> dict[str, str]:
 
 def hook_url(server_url: str) -> tuple[str, int, str, str]:
     """(host, port, Host header, path) of the hook endpoint beside an MCP URL."""
-    parts = urlsplit(server_url)
+    parts = urlsplit(normalized_server_url(server_url))
     if parts.scheme != "http" or not parts.hostname:
         raise NotQuick(f"{parts.scheme} server")
-    base = parts.path.rstrip("/")
-    base = base[: -len("/mcp")] if base.endswith("/mcp") else base
+    base = parts.path.removesuffix("/mcp")
     return parts.hostname, parts.port or 80, parts.netloc, base + HOOK_PATH
 
 
@@ -67,7 +68,7 @@ def has_backlog(spool_path: str, destination: str) -> bool:
         return True
     if not os.path.exists(spool_path):
         return False
-    import sqlite3  # only starts and ends look: a heartbeat never waits
+    import sqlite3  # only when a spool exists
 
     try:
         with sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True, timeout=0.1) as spool:
@@ -80,75 +81,87 @@ def has_backlog(spool_path: str, destination: str) -> bool:
     return bool(row and row[0])
 
 
-def post(server_url: str, token: str | None, body: bytes, timeout: float) -> tuple[int, bytes]:
-    """POST `body` to the hook endpoint; (status, the outcome header or the body)."""
+def post(server_url: str, token: str | None, body: bytes, timeout: float) -> Reply:
+    """POST `body` to the hook endpoint, the whole exchange within `timeout`."""
     host, port, netloc, path = hook_url(server_url)
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: {netloc}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-    ]
+    headers = {"Content-Type": "application/json", "Connection": "close"}
     if token:
-        lines.append(f"Authorization: Bearer {token}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-    deadline = time.monotonic() + timeout
+        headers["Authorization"] = f"Bearer {token}"
+    request = request_bytes("POST", path, netloc, headers, body)
+    return Connection(host, port).exchange(request, timeout=timeout, max_reply=MAX_REPLY)
+
+
+def confirmed(reply: Reply) -> str | None:
+    """What the server says it did, when its reply says so: a 200 with the outcome
+    header and a JSON object for a body. Anything else confirms nothing."""
+    said = reply.headers.get(OUTCOME_HEADER)
+    if reply.status != 200 or said is None:
+        return None
     try:
-        with socket.create_connection((host, port), timeout=timeout) as connection:
-            connection.sendall(request)
-            answer = b""
-            while chunk := connection.recv(65536):
-                answer += chunk
-                connection.settimeout(max(0.001, deadline - time.monotonic()))
-    except OSError as exc:
-        raise NotQuick(str(exc)) from exc
-    head, _, content = answer.partition(b"\r\n\r\n")
-    status_line, *headers = head.split(b"\r\n")
+        return said if isinstance(json.loads(reply.body), dict) else None
+    except ValueError:
+        return None
+
+
+def refused(reply: Reply) -> str | None:
+    """The server's reason when it refused the payload itself (a 400 in our shape)."""
+    if reply.status != 400:
+        return None
     try:
-        status = int(status_line.split()[1])
-    except (IndexError, ValueError) as exc:
-        raise NotQuick("not an HTTP answer") from exc
-    for header in headers:
-        name, _, value = header.partition(b":")
-        if name.strip().lower() == OUTCOME_HEADER:
-            return status, value.strip()
-    return status, content
+        answer = json.loads(reply.body)
+    except ValueError:
+        return None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return error if isinstance(error, str) else None
+
+
+def stamped(payload: dict[str, object]) -> bytes:
+    """The payload with the hook's own stamp: its time and an event id (and for a
+    SessionStart, Claude Code's process), so every try of it is the same event."""
+    stamp: dict[str, object] = {"timestamp": now_iso(), "event_id": new_event_id()}
+    if payload.get("hook_event_name") == "SessionStart":
+        from session_buddy.client.events import launcher_facts  # platform, getpass
+
+        stamp = launcher_facts() | stamp
+    return json.dumps(payload | {ORIGIN_KEY: stamp}).encode()
 
 
 def quick_hook(args: list[str]) -> str | list[str]:
     """What happened, in one line; or, when the full hook must take over, the arguments
-    it runs with (with the time left) — stdin then holds the payload again."""
+    it runs with (with the time left) — stdin then holds the stamped payload."""
     try:
         flags = parse_flags(args)
     except NotQuick:
         return args
     settings = Settings.from_environment()
-    server_url = flags.get("--server-url") or settings.server_url
+    server_url = normalized_server_url(flags.get("--server-url") or settings.server_url or "")
     timeout = float(flags.get("--timeout", HOOK_TIMEOUT))
     started = time.monotonic()
     raw = sys.stdin.buffer.read(MAX_HOOK_PAYLOAD_BYTES + 1)
+    unconfirmed = ""
     try:
+        payload = json.loads(raw)
+        if not isinstance(payload, dict) or ORIGIN_KEY in payload:
+            raise NotQuick("not a payload to stamp")
+        raw = stamped(payload)
         if not server_url:
             raise NotQuick("no server")
-        payload = json.loads(raw)
-        event = payload.get("hook_event_name") if isinstance(payload, dict) else None
+        event = payload.get("hook_event_name")
         if event in KEPT_IN_ORDER and has_backlog(str(settings.spool_path), server_url):
             raise NotQuick("older events are waiting in the spool")
-        if event == "SessionStart":
-            from session_buddy.client.events import launcher_facts  # platform, getpass
-
-            payload[ORIGIN_KEY] = launcher_facts()
-            raw = json.dumps(payload).encode()
         token = flags.get("--token") or settings.token
-        status, said = post(server_url, token, raw, timeout)
-        if status == 200:
-            return said.decode("ascii", "replace")
-        if status == 400:  # the payload is wrong: the full hook would say the same
-            return f"session-buddy hook: {json.loads(said).get('error')}"
-        raise NotQuick(f"HTTP {status}")
-    except (NotQuick, ValueError):
-        sys.stdin = io.TextIOWrapper(io.BytesIO(raw))
-        left = max(0.05, timeout - (time.monotonic() - started))
-        kept = [f"{name}={value}" for name, value in flags.items() if name != "--timeout"]
-        return [*kept, f"--timeout={left:.3f}"]
+        reply = post(server_url, token, raw, timeout)
+        said = confirmed(reply) or refused(reply)
+        if said is not None:
+            return said if reply.status == 200 else f"session-buddy hook: {said}"
+        unconfirmed = f"HTTP {reply.status} without a confirmation"
+        raise NotQuick(unconfirmed)
+    except HttpError as exc:
+        unconfirmed = str(exc)  # it may have been taken: the retry is the same event
+    except (NotQuick, ValueError, RecursionError):
+        pass
+    sys.stdin = io.TextIOWrapper(io.BytesIO(raw))
+    left = max(0.05, timeout - (time.monotonic() - started))
+    kept = [f"{name}={value}" for name, value in flags.items() if name != "--timeout"]
+    told = [f"--unconfirmed={unconfirmed}"] if unconfirmed else []
+    return [*kept, f"--timeout={left:.3f}", *told]

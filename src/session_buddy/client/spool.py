@@ -4,10 +4,15 @@ One SQLite file in the state directory (WAL; an enqueue is one fsynced transacti
 row per record. Every record carries its destination (the server or database URL it was
 meant for, and whose token sent it) and is delivered only there, oldest first. Per
 destination counts are kept by triggers, so an enqueue costs the same with 0 or 100,000
-records waiting. A lease (holder pid and expiry) keeps two flushers off one destination;
-delivered records are deleted page by page, so a flusher killed half-way leaves at most
-one page to deliver again, which event ids make harmless. A record that cannot be read
-is quarantined, never blocking the ones behind it.
+records waiting. A lease keeps two flushes off one destination: an exclusive lock on a
+file of its own, held by one flush (another thread of the same process is another
+flush), gone with the process, and taken without writing to the spool (so a full disk
+does not stop a flush). Delivered records are deleted page by page, so a flusher killed
+half-way leaves at most one page to deliver again, which event ids make harmless. A
+record that cannot be read is quarantined, never blocking the ones behind it; set-aside
+records (refused, quarantined) are kept up to the same bound as pending ones. A spool
+file that is damaged is set aside whole (`spool.db.damaged-<time>`), what can still be
+read of it is taken into a new one, and that is said once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,14 +29,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from session_buddy.config import Settings
-from session_buddy.processes import pid_exists
 
 PENDING, REJECTED, QUARANTINED = "pending", "rejected", "quarantined"
 # Records of the old line-per-event spool file: no destination was written down.
 LEGACY_DESTINATION = "legacy:spool.jsonl"
 LEGACY_SUFFIX = "jsonl-before-queue"
 SQLITE_HEADER = b"SQLite format 3\x00"
-LEASE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 300.0
 KNOWN_IDS_KEPT = 10_000
 _SCHEMA = """
@@ -63,10 +67,9 @@ CREATE TRIGGER IF NOT EXISTS records_moved AFTER UPDATE OF state, destination ON
     ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TABLE IF NOT EXISTS session_ids (event_id TEXT PRIMARY KEY, session_id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS leases (
-    destination TEXT PRIMARY KEY, pid INTEGER NOT NULL, expires_us INTEGER NOT NULL
-);
 """
+# What SQLite says of a file that is not (or no longer) a sound database.
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class SpoolError(Exception):
@@ -155,10 +158,52 @@ class Spool:
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
             try:
-                self._connection = self._open()
+                try:
+                    self._connection = self._open()
+                except sqlite3.DatabaseError as exc:
+                    if exc.sqlite_errorcode not in _DAMAGED:
+                        raise
+                    self._set_aside_damaged(exc)
+                    self._connection = self._open()
             except (OSError, sqlite3.Error) as exc:
                 raise SpoolError(f"cannot use the spool {self.path}: {exc}") from exc
         return self._connection
+
+    def _set_aside_damaged(self, exc: sqlite3.Error) -> None:
+        """Move a damaged spool file aside, start a new one with what can still be read
+        of it, and say so (once: the new file is sound)."""
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+            self._connection = None
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        salvaged = _readable_records(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        connection = self._open()
+        with connection:
+            connection.executemany(
+                "INSERT INTO records (destination, identity, state, body, attempts, "
+                "next_attempt_us, reason, created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                salvaged,
+            )
+        connection.close()
+        print(
+            f"session-buddy: the spool {self.path} was damaged ({exc}); it is kept as {aside} "
+            f"and a new one holds the {len(salvaged)} record(s) that could still be read",
+            file=sys.stderr,
+        )
+
+    def _damage_guard(self, exc: sqlite3.Error) -> bool:
+        """Set the spool aside if `exc` says it is damaged; True when it was."""
+        if not isinstance(exc, sqlite3.DatabaseError) or exc.sqlite_errorcode not in _DAMAGED:
+            return False
+        try:
+            self._set_aside_damaged(exc)
+        except (OSError, sqlite3.Error):
+            return False
+        return True
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,15 +224,23 @@ class Spool:
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            try:
-                return self._db().execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise SpoolError(f"cannot read the spool {self.path}: {exc}") from exc
+            for tries_left in (1, 0):
+                try:
+                    return self._db().execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    if not (tries_left and self._damage_guard(exc)):
+                        raise SpoolError(f"cannot read the spool {self.path}: {exc}") from exc
+            raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._begin() as connection:
-            yield connection
+        with self._lock:
+            try:
+                self._db().execute("SELECT 1 FROM records LIMIT 1").fetchall()
+            except sqlite3.Error as exc:  # damaged: set aside now, before writing to it
+                self._damage_guard(exc)
+            with self._begin() as connection:
+                yield connection
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[sqlite3.Connection]:
@@ -278,11 +331,12 @@ class Spool:
         rows = self._rows("SELECT n FROM queues WHERE destination = ? AND state = ?", (url, state))
         return int(rows[0][0]) if rows else 0
 
-    def head(self, url: str, limit: int) -> list[Spooled]:
-        """The oldest pending records of a destination."""
+    def head(self, url: str, limit: int, after: int = 0) -> list[Spooled]:
+        """The oldest pending records of a destination (after record `after`)."""
         rows = self._rows(
-            "SELECT * FROM records WHERE destination = ? AND state = ? ORDER BY id LIMIT ?",
-            (url, PENDING, limit),
+            "SELECT * FROM records WHERE destination = ? AND state = ? AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (url, PENDING, after, limit),
         )
         return [Spooled(*row) for row in rows]
 
@@ -314,11 +368,19 @@ class Spool:
                 )
 
     def set_aside(self, record_id: int, state: str, reason: str) -> None:
-        """Move a record out of the queue: rejected for good, or quarantined."""
+        """Move a record out of the queue: rejected for good, or quarantined. Of those set
+        aside for a destination in one state, the newest `max_pending` are kept."""
         with self._transaction() as db:
-            db.execute(
-                "UPDATE records SET state = ?, reason = ? WHERE id = ?", (state, reason, record_id)
-            )
+            row = db.execute(
+                "UPDATE records SET state = ?, reason = ? WHERE id = ? RETURNING destination",
+                (state, reason, record_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "DELETE FROM records WHERE id IN (SELECT id FROM records "
+                    "WHERE destination = ? AND state = ? ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                    (row[0], state, self.max_pending),
+                )
 
     def postpone(self, record_id: int, reason: str) -> None:
         """A try failed for a reason that may pass: try again after a backoff."""
@@ -349,7 +411,8 @@ class Spool:
             return db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0
 
     def destinations(self) -> list[str]:
-        rows = self._rows("SELECT DISTINCT destination FROM queues WHERE n > 0")
+        """The destinations that have records waiting."""
+        rows = self._rows("SELECT destination FROM queues WHERE state = ? AND n > 0", (PENDING,))
         return sorted(str(row[0]) for row in rows)
 
     def listing(self, states: tuple[str, ...]) -> list[Spooled]:
@@ -371,29 +434,46 @@ class Spool:
 
     @contextlib.contextmanager
     def lease(self, url: str) -> Iterator[bool]:
-        """Hold the destination's lease while delivering (False: another live process
-        holds it). A lease of a dead process, or past its expiry, is taken over."""
-        pid = os.getpid()
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT pid, expires_us FROM leases WHERE destination = ?", (url,)
-            ).fetchone()
-            held = row is not None and row[0] != pid and row[1] > _now_us() and pid_exists(row[0])
-            if not held:
-                db.execute(
-                    "INSERT OR REPLACE INTO leases (destination, pid, expires_us) VALUES (?, ?, ?)",
-                    (url, pid, _now_us() + int(LEASE_SECONDS * 1_000_000)),
-                )
-        try:
-            yield not held
-        finally:
-            if not held:
-                with self._transaction() as db:
-                    db.execute("DELETE FROM leases WHERE destination = ? AND pid = ?", (url, pid))
+        """Hold the destination's lease while delivering (False: another flush holds it,
+        in this process or another). An exclusive lock on a file of the destination's
+        own, which the system drops with the process that held it."""
+        import fcntl
+        import hashlib
 
-    def renew(self, url: str) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE leases SET expires_us = ? WHERE destination = ? AND pid = ?",
-                (_now_us() + int(LEASE_SECONDS * 1_000_000), url, os.getpid()),
-            )
+        folder = self.path.with_name(f"{self.path.name}.leases")
+        try:
+            folder.mkdir(exist_ok=True)
+            name = hashlib.sha256(url.encode()).hexdigest()[:32]
+            handle = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SpoolError(f"cannot take the lease of {url} in {folder}: {exc}") from exc
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(handle)  # releases the lock
+
+
+def _readable_records(path: Path) -> list[tuple[Any, ...]]:
+    """The records that can still be read from a damaged spool file, read from both ends
+    (a damaged page in the middle hides the rest from a read in one direction)."""
+    found: dict[int, tuple[Any, ...]] = {}
+    columns = (
+        "id, destination, identity, state, body, attempts, next_attempt_us, reason, created_us"
+    )
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        for order in ("ASC", "DESC"):
+            with contextlib.suppress(sqlite3.Error):
+                for row in connection.execute(f"SELECT {columns} FROM records ORDER BY id {order}"):
+                    found[row[0]] = row[1:]
+    finally:
+        connection.close()
+    return [found[key] for key in sorted(found)]

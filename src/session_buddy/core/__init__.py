@@ -14,12 +14,13 @@ from session_buddy.lazy import lazy_names
 if TYPE_CHECKING:
     from session_buddy.core.lifecycle import SessionLifecycleManager
     from session_buddy.core.states import SessionStatus
-    from session_buddy.core.transitions import NewSession, SessionEnd
+    from session_buddy.core.transitions import Actor, NewSession, SessionEnd
 
-__all__ = ["NewSession", "SessionEnd", "SessionLifecycleManager", "SessionStatus"]
+__all__ = ["Actor", "NewSession", "SessionEnd", "SessionLifecycleManager", "SessionStatus"]
 _HOMES = {
     "SessionLifecycleManager": "session_buddy.core.lifecycle",
     "SessionStatus": "session_buddy.core.states",
+    "Actor": "session_buddy.core.transitions",
     "NewSession": "session_buddy.core.transitions",
     "SessionEnd": "session_buddy.core.transitions",
 }

@@ -47,6 +47,13 @@ class RefusedValue(InvalidArgument):
         )
 
 
+class NotOwner(SessionBuddyError):
+    """A session started with another subject's token: only it, or an admin, may change
+    it."""
+
+    code = "forbidden"
+
+
 class StoreUnavailable(SessionBuddyError):
     """The store failed in a way a retry may cure (closed, locked, disconnected)."""
 

@@ -18,6 +18,7 @@ from session_buddy.core.retention import prune as retention_prune
 from session_buddy.core.states import ACTIVITIES
 from session_buddy.core.store import Store, open_store
 from session_buddy.core.transitions import (
+    Actor,
     EndOutcome,
     HeartbeatOutcome,
     NewSession,
@@ -110,7 +111,7 @@ class SessionLifecycleManager:
     async def close(self) -> None:
         await self.store.close()
 
-    async def start_session(self, new: NewSession) -> StartOutcome:
+    async def start_session(self, new: NewSession, actor: Actor | None = None) -> StartOutcome:
         """Record a start; a repeated event id returns the first session.
 
         With an `external_id` (the client's own session id), a repeated start of a
@@ -119,7 +120,9 @@ class SessionLifecycleManager:
         """
         received = self.clock()
         _not_ahead(new.started_us, received)
-        return await self.store.write(lambda tx: transitions.start_session(tx, new, received))
+        return await self.store.write(
+            lambda tx: transitions.start_session(tx, new, received, actor)
+        )
 
     async def end_session(self, end: SessionEnd) -> EndOutcome:
         """Record an end; an unknown session id comes back as not found."""
@@ -135,6 +138,7 @@ class SessionLifecycleManager:
         activity: str | None = None,
         external_id: str | None = None,
         detail: str | None = None,
+        actor: Actor | None = None,
     ) -> HeartbeatOutcome:
         """Mark a session as alive at `timestamp` (event time; default: now), doing
         `activity` when given (`detail`, e.g. an error, goes to the event log); without a
@@ -166,6 +170,7 @@ class SessionLifecycleManager:
                 activity=activity,
                 external_id=external_id,
                 live=given is None,
+                actor=actor,
             )
         )
 
@@ -284,9 +289,15 @@ class SessionLifecycleManager:
         )
         return queries.summarize(counts, durations) | {"finished": finished}
 
-    async def session_events(self, session_id: str) -> list[dict[str, Any]]:
+    async def session_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A session's event log, oldest first: the events after event id `after`, at
+        most `limit` of them (all without one)."""
         plain_text("session_id", session_id)
-        return await self.store.read(lambda tx: queries.session_events(tx, session_id))
+        return await self.store.read(
+            lambda tx: queries.session_events(tx, session_id, after, limit)
+        )
 
     async def prune(self, before: str | datetime, *, dry_run: bool = False) -> PruneReport:
         """Delete finished sessions whose last activity is before `before` (an active one
@@ -310,9 +321,7 @@ class SessionLifecycleManager:
         """Abandon sessions that went silent, or whose local process is gone or reused."""
         now = self.clock()
         cutoff = now - int(self.abandon_after / timedelta(microseconds=1))
-        silent = await self.store.write(
-            lambda tx: transitions.abandon_silent(tx, cutoff, now), bulk=True
-        )
+        silent = await self.store.write(lambda tx: transitions.abandon_silent(tx, cutoff, now))
         local = await self.store.read(lambda tx: transitions.active_on_host(tx, self.hostname))
         gone = {
             session: why
@@ -321,7 +330,5 @@ class SessionLifecycleManager:
         }
         if not gone:
             return silent
-        abandoned = await self.store.write(
-            lambda tx: transitions.abandon_gone(tx, gone, now), bulk=True
-        )
+        abandoned = await self.store.write(lambda tx: transitions.abandon_gone(tx, gone, now))
         return silent + abandoned

@@ -43,12 +43,15 @@ def fetch_session(tx: Tx, session_id: str) -> dict[str, Any] | None:
     return to_record(row) if row else None
 
 
-def session_events(tx: Tx, session_id: str) -> list[dict[str, Any]]:
-    """A session's event log in the order it was written, payloads as received."""
+def session_events(
+    tx: Tx, session_id: str, after_id: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """A session's event log in the order it was written, payloads as received: the
+    events after `after_id`, at most `limit` of them (all without one)."""
     rows = tx.all(
         "SELECT id, received_us, event_type, event_id, outcome, payload FROM events "
-        "WHERE session_id = $1 ORDER BY id",
-        (session_id,),
+        "WHERE session_id = $1 AND id > $2 ORDER BY id" + ("" if limit is None else " LIMIT $3"),
+        (session_id, after_id) if limit is None else (session_id, after_id, limit),
     )
     return [
         {

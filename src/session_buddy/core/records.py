@@ -53,6 +53,7 @@ class SessionRecord(SessionOrigin):
     parent_session_id: str | None
     activity: str | None  # working, waiting_for_input, idle or failing, when a client says
     activity_at: str | None
+    owner: str | None  # the subject of the token that started it, when one did
 
 
 @dataclass(frozen=True)

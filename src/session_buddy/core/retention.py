@@ -9,6 +9,7 @@ checks the rule again, so a session revived meanwhile stays.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from session_buddy.core.rules import Effect, Event, Facts, decide, state_of
 from session_buddy.core.store.base import Store, Tx
 
 TARGET_BATCH_SECONDS = 0.025  # each batch aims here, so that none holds the lock ~50 ms
+# Between batches prune leaves the write lock free at least this long, and as long as
+# its last batch took: writers (of this process or another) always get their turn.
+MIN_PAUSE_SECONDS = 0.005
 FIRST_BATCH = 200
 MAX_BATCH = 5000
 
@@ -60,6 +64,7 @@ def prune_batch(tx: Tx, cutoff_us: int, limit: int) -> dict[str, Any]:
     """Delete up to `limit` prunable sessions (quiet longest first) and their events;
     then, once none are left, up to `limit` events of no session received before the
     cutoff. Rows another transaction holds (a heartbeat reviving one) are skipped."""
+    began = time.perf_counter()
     rows = tx.all(
         f"SELECT session_id, status, end_reason FROM sessions WHERE {_QUIET} "
         f"ORDER BY ended_us LIMIT $2{tx.lock_free_rows}",
@@ -85,11 +90,12 @@ def prune_batch(tx: Tx, cutoff_us: int, limit: int) -> dict[str, Any]:
             "AND received_us < $1 LIMIT $2)",
             (cutoff_us, limit),
         )
-    return {"by_status": by_status, "events": events}
+    return {"by_status": by_status, "events": events, "seconds": time.perf_counter() - began}
 
 
 async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> PruneReport:
-    """Prune in batches sized to TARGET_BATCH_SECONDS each (measured as it goes)."""
+    """Prune in batches sized to TARGET_BATCH_SECONDS each (measured inside the
+    transaction, as it goes), pausing between them."""
     began = time.perf_counter()
     if dry_run:
         counted = await store.read(lambda tx: count_prunable(tx, cutoff_us))
@@ -102,13 +108,13 @@ async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> Prune
     report = PruneReport()
     limit = FIRST_BATCH
     while True:
-        started = time.perf_counter()
         batch = functools.partial(prune_batch, cutoff_us=cutoff_us, limit=limit)
-        done = await store.write(batch, bulk=True)
-        took = time.perf_counter() - started
+        done = await store.write(batch)
+        took = done["seconds"]
         removed = sum(done["by_status"].values())
         if not removed and not done["events"]:
             break
+        await asyncio.sleep(max(MIN_PAUSE_SECONDS, took))
         report.batches += 1
         report.longest_batch_ms = max(report.longest_batch_ms, took * 1000)
         report.sessions += removed
@@ -118,10 +124,11 @@ async def prune(store: Store, cutoff_us: int, *, dry_run: bool = False) -> Prune
         scale = TARGET_BATCH_SECONDS / max(took, 1e-4)
         limit = max(10, min(MAX_BATCH, int(limit * min(2.0, max(0.5, scale)))))
     while report.batches:
-        returned = await store.write(_give_space_back, bulk=True)
+        returned = await store.write(_give_space_back)
         report.pages_returned += returned
         if not returned:
             break
+        await asyncio.sleep(MIN_PAUSE_SECONDS + TARGET_BATCH_SECONDS)
     report.seconds = time.perf_counter() - began
     return report
 

@@ -40,6 +40,9 @@ class Event(StrEnum):
     PRUNE = "prune"  # retention at a cutoff
 
 
+SENT_BY_CLIENTS = (Event.START, Event.HEARTBEAT, Event.END)  # the rest is the server's upkeep
+
+
 class Effect(StrEnum):
     NOTHING = "nothing"  # only the event log row
     CREATE = "create"  # a new session, linked to the previous one of its external id
@@ -49,12 +52,14 @@ class Effect(StrEnum):
     ABANDON = "abandon"  # dated at its last activity, with the evidence
     DELETE = "delete"  # the session and its event log
     REPEAT = "repeat"  # answer what the first delivery of this event id was answered
+    REFUSE = "refuse"  # nothing: the caller may not change this session
 
 
 @dataclass(frozen=True)
 class Facts:
     """What guards look at, gathered in the transaction that applies the rule."""
 
+    foreign: bool = False  # it belongs to another token subject, and the caller is no admin
     replayed: bool = False  # this event id was applied before
     same_process: bool = False  # a start from the host and pid the session runs in
     news: bool = False  # a heartbeat dated after all else heard of the session, or undated
@@ -102,6 +107,12 @@ FINISHED = {S.ENDED, S.CRASHED}
 STORED = RUNNING | ABANDONED | FINISHED
 
 RULES: tuple[Rule, ...] = (
+    # A session started with a token is changed only with a token of the same subject
+    # (or an admin's).
+    *(
+        rule(event, STORED, "foreign", None, "forbidden", Effect.REFUSE)
+        for event in SENT_BY_CLIENTS
+    ),
     # A start's session: the one its event id made, else the running (else the latest)
     # session of its external id, else none.
     rule(Event.START, STORED, "replayed", None, "duplicate", Effect.REPEAT),

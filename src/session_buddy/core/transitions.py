@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from session_buddy.core.errors import NotOwner
 from session_buddy.core.records import SessionOrigin
 from session_buddy.core.rules import Effect, Event, Facts, Rule, State, decide, state_of
 from session_buddy.core.states import SessionStatus, classify_end, exit_code_of
@@ -29,8 +30,32 @@ _ABANDON = (
 # What the rules look at, and what an answer repeats.
 _SESSION = (
     "SELECT session_id, event_id, status, end_reason, pid, hostname, started_us, "
-    "last_seen_us, received_us, external_id, component_name, duration_seconds FROM sessions"
+    "last_seen_us, received_us, external_id, component_name, duration_seconds, owner "
+    "FROM sessions"
 )
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who sends an event, when a verified token says: its subject, and whether it may
+    change any session (an admin)."""
+
+    subject: str
+    admin: bool = False
+
+
+def _foreign(session: Row | None, actor: Actor | None) -> bool:
+    """Does `session` belong to another subject than a non-admin `actor`'s?"""
+    if session is None or actor is None or actor.admin or session["owner"] is None:
+        return False
+    return bool(session["owner"] != actor.subject)
+
+
+def _refuse(session: Row) -> NotOwner:
+    return NotOwner(
+        f"session {session['session_id']} was started with another subject's token: "
+        "only that subject (or a sessions:admin token) may change it"
+    )
 
 
 def _json(value: Any) -> str:
@@ -51,6 +76,7 @@ class NewSession(SessionOrigin):
     previous_session_id: str | None = None
     parent_session_id: str | None = None
     parent_external_id: str | None = None
+    owner: str | None = None  # the subject of the token that sends it, when one does
 
 
 _NOT_COLUMNS = ("payload", "parent_external_id")
@@ -78,6 +104,7 @@ class SessionEnd:
     payload: str
     external_id: str | None = None
     event_id: str | None = None
+    actor: Actor | None = None
 
 
 @dataclass(frozen=True)
@@ -168,21 +195,26 @@ def _first_delivery(tx: Tx, event_id: str, outcome: str | None = None) -> Row | 
     )
 
 
-def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
+def start_session(
+    tx: Tx, new: NewSession, received_us: int, actor: Actor | None = None
+) -> StartOutcome:
     """Create the session, or answer for the one this start is about (see the START rows
     of the table): a repeat of its event id, a repeat or a resume of a running external
     session. After an external session ended, the new one links to it."""
     # A start with no external id is taken to be new; the insert finds out otherwise.
-    target, facts = _start_facts(tx, new) if new.external_id is not None else (None, Facts())
+    known = new.external_id is not None
+    target, facts = _start_facts(tx, new, actor) if known else (None, Facts())
     decided = decide(_state(target), Event.START, facts)
     created = None
     if decided.effect is Effect.CREATE:
         created = _create(tx, new, target, received_us)
         if created is None:  # its event id, or a running session of its external id, came first
-            target, facts = _start_facts(tx, new)
+            target, facts = _start_facts(tx, new, actor)
             decided = decide(_state(target), Event.START, facts)
             if decided.effect is Effect.CREATE:
                 raise RuntimeError(f"start {new.event_id}: the insert conflicts with no session")
+    if decided.effect is Effect.REFUSE and target is not None:
+        raise _refuse(target)
     if created is not None:
         outcome = StartOutcome(created, created=True)
     else:
@@ -195,19 +227,20 @@ def start_session(tx: Tx, new: NewSession, received_us: int) -> StartOutcome:
     return outcome
 
 
-def _start_facts(tx: Tx, new: NewSession) -> tuple[Row | None, Facts]:
+def _start_facts(tx: Tx, new: NewSession, actor: Actor | None) -> tuple[Row | None, Facts]:
     """The session a start is about, and the facts the START rules look at."""
     first = tx.one(f"{_SESSION} WHERE event_id = $1{tx.lock_rows}", (new.event_id,))
     if first is not None:
-        return first, Facts(replayed=True)
+        return first, Facts(replayed=True, foreign=_foreign(first, actor))
     if new.external_id is None:
         return None, Facts()
     resumed = _first_delivery(tx, new.event_id, "resumed")
     if resumed is not None:
-        return _by_id(tx, str(resumed["session_id"])), Facts(replayed=True)
+        target = _by_id(tx, str(resumed["session_id"]))
+        return target, Facts(replayed=True, foreign=_foreign(target, actor))
     target = _by_external_id(tx, new.external_id)
     same = target is not None and (target["hostname"], target["pid"]) == (new.hostname, new.pid)
-    return target, Facts(same_process=same)
+    return target, Facts(same_process=same, foreign=_foreign(target, actor))
 
 
 def _answer_start(
@@ -335,8 +368,14 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
     else:
         target = None
     status, reason = classify_end(end.metadata)
-    facts = Facts(replayed=first is not None, abnormal_exit=status is SessionStatus.CRASHED)
+    facts = Facts(
+        replayed=first is not None,
+        abnormal_exit=status is SessionStatus.CRASHED,
+        foreign=_foreign(target, end.actor),
+    )
     decided = decide(_state(target), Event.END, facts)
+    if decided.effect is Effect.REFUSE and target is not None:
+        raise _refuse(target)
     session_id = str(target["session_id"]) if target is not None else end.session_id
     outcome = EndOutcome(session_id or "", found=False)
     if decided.effect is Effect.FINISH and session_id is not None:
@@ -389,6 +428,7 @@ def record_heartbeat(
     activity: str | None = None,
     external_id: str | None = None,
     live: bool = False,
+    actor: Actor | None = None,
 ) -> HeartbeatOutcome:
     """Refresh a session (see the HEARTBEAT rows of the table), and set what it is doing
     (`activity`) when given. Without a session id, the heartbeat is for the running (else
@@ -401,7 +441,10 @@ def record_heartbeat(
     state = _state(target)
     news = target is not None and (live or seen_us > target["last_seen_us"])
     sibling = state is State.SILENT and _active_sibling(tx, target)
-    decided = decide(state, Event.HEARTBEAT, Facts(news=news, active_sibling=sibling))
+    facts = Facts(news=news, active_sibling=sibling, foreign=_foreign(target, actor))
+    decided = decide(state, Event.HEARTBEAT, facts)
+    if decided.effect is Effect.REFUSE and target is not None:
+        raise _refuse(target)
     found_id = str(target["session_id"]) if target is not None else session_id
     if decided.effect is Effect.REFRESH and target is not None:
         tx.run(

@@ -17,13 +17,17 @@ from session_buddy.app.metrics import CONTENT_TYPE
 from session_buddy.app.service import SessionService
 from session_buddy.web.dashboard import register_dashboard
 from session_buddy.web.hooks import CLAUDE_HOOK_PATH, answer_claude_hook
+from session_buddy.web.mcp_sessions import FairSessions
 from session_buddy.web.middleware import (
     MAX_BODY_BYTES,
     BearerAuthMiddleware,
     BodyLimitMiddleware,
+    CleanRequestMiddleware,
+    RefusalShapeMiddleware,
     TrustedHostMiddleware,
     allowed_host_names,
     auth_refusal,
+    named_origins,
 )
 
 MCP_PATH = "/mcp"
@@ -121,9 +125,20 @@ def build_http_app(
         )
 
     app: ASGIApp = mcp_app(stateless)
+    secret_set = service.authority is not None
+    if secret_set and not stateless:
+        app = SessionsByCredential(mcp_app(False), mcp_app(True))
+    if not stateless:
+        app = FairSessions(
+            app,
+            limit=MAX_MCP_SESSIONS,
+            idle_seconds=MCP_SESSION_IDLE_SECONDS,
+            secret_set=secret_set,
+        )
     if service.authority is not None:
-        if not stateless:
-            app = SessionsByCredential(mcp_app(False), mcp_app(True))
         app = BearerAuthMiddleware(app, authority=service.authority, path=MCP_PATH)
-    app = BodyLimitMiddleware(app)
-    return TrustedHostMiddleware(app, hosts=allowed_host_names(bind_host, allowed_hosts))
+    app = CleanRequestMiddleware(BodyLimitMiddleware(RefusalShapeMiddleware(app)))
+    allowed = tuple(allowed_hosts)
+    return TrustedHostMiddleware(
+        app, hosts=allowed_host_names(bind_host, allowed), origins=named_origins(allowed)
+    )

@@ -24,8 +24,8 @@ from starlette.responses import HTMLResponse, Response
 
 from session_buddy import __version__
 from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
-from session_buddy.app.service import SessionService
-from session_buddy.core.errors import InvalidArgument
+from session_buddy.app.service import INTERNAL_ERROR, STORE_UNAVAILABLE, SessionService
+from session_buddy.core.errors import InvalidArgument, StoreUnavailable
 from session_buddy.core.records import FILTER_COLUMNS, GROUP_KEYS
 from session_buddy.timestamps import (
     format_micros,
@@ -35,12 +35,16 @@ from session_buddy.timestamps import (
     to_micros,
 )
 from session_buddy.web import charts
+from session_buddy.web.middleware import refusal
 
 if TYPE_CHECKING:
     from jinja2 import Environment
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+LONGEST_CUSTOM_WINDOW = timedelta(days=31)  # a page reads a bounded window
 PAGE = 50
+EVENTS_PAGE = 50
+PAYLOAD_SHOWN = 4000  # characters of one event's payload on the page (the CLI has all)
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 # Waiting for a person first, then failing, then the rest.
 ACTIVITY_ORDER = {"waiting_for_input": 0, "failing": 1, "working": 2, "idle": 3}
@@ -104,8 +108,13 @@ def register_dashboard(server: Any, service: SessionService) -> None:
         try:
             html = await page(request)
         except InvalidArgument as exc:
-            html = templates().get_template("error.html").render(message=str(exc))
-            return HTMLResponse(html, status_code=400, headers=SECURITY_HEADERS)
+            return _problem(400, str(exc))
+        except StoreUnavailable as exc:
+            service.logger.error("dashboard: store failure: %s", exc)
+            return _problem(503, STORE_UNAVAILABLE)
+        except Exception as exc:
+            service.logger.error("dashboard: internal error: %r", exc, exc_info=exc)
+            return _problem(500, INTERNAL_ERROR)
         spent = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"  # server time, for people
         return HTMLResponse(html, headers=SECURITY_HEADERS | {"Server-Timing": spent})
 
@@ -133,10 +142,15 @@ def register_dashboard(server: Any, service: SessionService) -> None:
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC:
-            return Response("not found", status_code=404, media_type="text/plain")
+            return refusal(404, "not_found", f"no static file {name!r}")
         body = resources.files("session_buddy.web").joinpath("static", name).read_bytes()
         headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
         return Response(body, media_type=STATIC[name], headers=headers)
+
+
+def _problem(status: int, message: str) -> HTMLResponse:
+    html = templates().get_template("error.html").render(message=message)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -149,12 +163,29 @@ def _window(request: Request) -> tuple[str, str, str | None]:
     """(window name, since, until) from `window` (24h, 7d, 30d) or a custom range."""
     custom = request.query_params.get("started_after")
     if custom:
-        return "custom", custom, request.query_params.get("started_before") or None
+        until = request.query_params.get("started_before") or None
+        _check_window(custom, until)
+        return "custom", custom, until
     name = request.query_params.get("window", "24h")
     if name not in WINDOWS:
         raise InvalidArgument("window", f"Invalid window {name!r}: use one of {', '.join(WINDOWS)}")
     since = datetime.now(UTC) - WINDOWS[name]
     return name, str(format_micros(to_micros(since))), None
+
+
+def _check_window(since: str, until: str | None) -> None:
+    """A custom window is at most LONGEST_CUSTOM_WINDOW long (`stats` reads any)."""
+    try:
+        start = parse_timestamp(since)
+        end = parse_timestamp(until) if until else datetime.now(UTC)
+    except ValueError as exc:
+        raise InvalidArgument("started_after", f"Invalid window: {exc}") from exc
+    if end - start > LONGEST_CUSTOM_WINDOW:
+        raise InvalidArgument(
+            "started_after",
+            f"a window of at most {LONGEST_CUSTOM_WINDOW.days} days, please "
+            "(`session-buddy stats --since ... --until ...` reads any)",
+        )
 
 
 def _bucket_label(bucket: str) -> Any:
@@ -243,11 +274,16 @@ async def _sessions(service: SessionService, request: Request) -> str:
 async def _detail(service: SessionService, request: Request) -> str:
     session_id = request.path_params["session_id"]
     record = await service.get_session(session_id)
+    after = request.query_params.get("events_after", "0")
+    if not (after.isascii() and after.isdigit() and len(after) < 19):
+        raise InvalidArgument("events_after", "events_after: must be an event id")
     events = (
-        await service.manager.session_events(session_id)
+        await service.manager.session_events(session_id, after=int(after), limit=EVENTS_PAGE + 1)
         if record.get("status") != "not_found"
         else []
     )
+    more = len(events) > EVENTS_PAGE
+    events = events[:EVENTS_PAGE]
     children = []
     if record.get("external_id") and record.get("status") != "not_found":
         linked = await service.list_sessions(external_id=record["external_id"], limit=PAGE)
@@ -261,6 +297,8 @@ async def _detail(service: SessionService, request: Request) -> str:
             record=record,
             found=record.get("status") != "not_found",
             events=events,
+            earlier=int(after) > 0,
+            next_events=events[-1]["id"] if more else None,
             same_external=children,
             pretty=_pretty,
         )
@@ -268,4 +306,9 @@ async def _detail(service: SessionService, request: Request) -> str:
 
 
 def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    """JSON for people, cut at PAYLOAD_SHOWN characters."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    if len(text) <= PAYLOAD_SHOWN:
+        return text
+    whole = f"{len(text):,} characters; `session-buddy sessions events` shows all"
+    return f"{text[:PAYLOAD_SHOWN]}\n… ({whole})"

@@ -46,18 +46,18 @@ async def answer_claude_hook(service: SessionService, request: Request) -> Respo
         service.logger.warning("Claude Code hook %s: %s", tool, outcome)
     # A store that cannot write now is worth a retry: the command hook spools on a 503.
     unavailable = result.get("error_code") == StoreUnavailable.code
-    headers = {OUTCOME_HEADER: outcome.encode("ascii", "backslashreplace").decode()}
+    headers = {OUTCOME_HEADER: header_safe(outcome)}
     return JSONResponse({}, status_code=503 if unavailable else 200, headers=headers)
 
 
 async def _call_for(service: SessionService, step: claude_code.Step) -> tuple[str, dict[str, Any]]:
-    """The tool call a hook step makes, at the server's time."""
-    now = now_iso()
+    """The tool call a hook step makes, at the time the command hook stamped it (else at
+    the server's time: an `http` hook from Claude Code itself)."""
+    now = step.stamped(now_iso())
     if step.kind == "beat":
         return "track_session_heartbeat", step.beat_arguments(now)
     if step.kind == "end":
-        arguments = {"external_id": step.external_id, "timestamp": now}
-        return "track_session_end", arguments | {"metadata": {"exit_reason": step.exit_reason}}
+        return "track_session_end", step.end_event(now) | {"external_id": step.external_id}
     if step.shell_type == claude_code.SUBAGENT_SHELL_TYPE:
         facts = await _parent_facts(service, step.metadata["parent_external_id"])
     elif step.origin is not None:
@@ -67,6 +67,12 @@ async def _call_for(service: SessionService, step: claude_code.Step) -> tuple[st
             "SessionStart needs the command hook: an HTTP hook cannot tell the process"
         )
     return "track_session_start", step.start_arguments(facts, now)
+
+
+def header_safe(text: str) -> str:
+    """Text as a header value may hold it: ASCII, control characters written out."""
+    ascii_text = text.encode("ascii", "backslashreplace").decode()
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in ascii_text)
 
 
 async def _parent_facts(service: SessionService, parent_external_id: str) -> dict[str, Any]:

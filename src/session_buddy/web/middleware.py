@@ -6,10 +6,11 @@ Every refusal from the HTTP layer has one shape, `refusal()`: `{"error": message
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -37,12 +38,42 @@ def allowed_host_names(bind_host: str, extra: Iterable[str] = ()) -> set[str]:
 
 def _host_name(authority: str) -> str:
     """`Host`/Origin authority without its port, lower case (`[::1]:80` -> `::1`)."""
+    return _host_and_port(authority)[0]
+
+
+def _host_and_port(authority: str, default_port: int | None = None) -> tuple[str, int | None]:
+    """(host name, port) of an authority, lower case; ("", None) when malformed."""
     parsed = urlsplit(f"//{authority}")
     try:
-        parsed.port  # noqa: B018 - raises on a malformed port
+        port = parsed.port
     except ValueError:
-        return ""
-    return (parsed.hostname or "").lower()
+        return "", None
+    return (parsed.hostname or "").lower(), port if port is not None else default_port
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_allowed(origin: str, host_header: str, named: set[tuple[str, int]]) -> bool:
+    """Is a browser's Origin this server's own (its host and port are the Host header's;
+    a Host without a port is the origin scheme's default one), or one named with its
+    port (`--allowed-host example.com:8443`)? A page on another port of the same host is
+    another origin."""
+    parts = urlsplit(origin)
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    if default is None:
+        return False
+    host, port = _host_and_port(parts.netloc, default)
+    if not host:
+        return False
+    own_host, own_port = _host_and_port(host_header, default)
+    return (host, port) == (own_host, own_port) or (host, port or 0) in named
+
+
+def named_origins(extra: Iterable[str]) -> set[tuple[str, int]]:
+    """The (host, port) pairs of `--allowed-host` entries that name a port."""
+    pairs = (_host_and_port(name) for name in extra)
+    return {(host, port) for host, port in pairs if host and port is not None}
 
 
 # Past this many brackets a body is parsed here first: a JSON nesting too deep for the
@@ -68,27 +99,32 @@ async def _refuse(
 
 
 class TrustedHostMiddleware:
-    """Refuses requests whose Host (421) or Origin (403) is not one of the allowed host
-    names: DNS-rebinding protection."""
+    """Refuses requests whose Host is not one of the allowed host names (421), or whose
+    Origin is not this server's own, port included (403): DNS-rebinding and cross-site
+    protection."""
 
-    def __init__(self, app: ASGIApp, *, hosts: set[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, hosts: set[str], origins: set[tuple[str, int]] | None = None
+    ) -> None:
         self.app = app
         self.hosts = hosts
+        self.origins = origins or set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
-            if _host_name(headers.get("host", "")) not in self.hosts:
+            host = headers.get("host", "")
+            if _host_name(host) not in self.hosts:
                 await _refuse(scope, receive, send, 421, "invalid_host", "Invalid Host header")
                 return
             origin = headers.get("origin")
-            if origin is not None and _host_name(urlsplit(origin).netloc) not in self.hosts:
+            if origin is not None and not origin_allowed(origin, host, self.origins):
                 await _refuse(scope, receive, send, 403, "invalid_origin", "Invalid Origin header")
                 return
         await self.app(scope, receive, send)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None once it grows past `limit` bytes."""
     chunks: list[bytes] = []
     size = 0
@@ -106,7 +142,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """A receive that hands out the body read already, then the real messages."""
     sent = False
 
@@ -145,7 +181,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive, self.limit)
+        body = await read_body(receive, self.limit)
         if body is None:
             message = f"request body over {self.limit / 1024 / 1024:g} MiB"
             await _refuse(scope, receive, send, 413, "payload_too_large", message)
@@ -153,15 +189,17 @@ class BodyLimitMiddleware:
         if _too_deep(body):
             await _refuse(scope, receive, send, 400, "invalid_json", "JSON nested too deeply")
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
 
 class BearerAuthMiddleware:
     """With a secret set, MCP requests need a valid credential (401 otherwise).
 
-    A bearer header is verified here, once, and its claims handed on in the request
-    scope. Without a header, the handshake, health_check and tool calls that carry a
-    valid `token` argument pass; the tools check that token's scope.
+    A bearer header is verified here, once, on every path, and its claims handed on in
+    the request scope (the connection ranks by them). Outside the MCP path the route
+    decides what a missing or bad one means. On the MCP path, without a header, the
+    handshake, health_check and tool calls that carry a valid `token` argument pass; the
+    tools check that token's scope.
     """
 
     def __init__(self, app: ASGIApp, *, authority: TokenAuthority, path: str) -> None:
@@ -170,10 +208,17 @@ class BearerAuthMiddleware:
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.path):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("authorization")
+        if not scope["path"].startswith(self.path):
+            if header is not None:
+                with contextlib.suppress(AuthError):
+                    claims = self.authority.verify(bearer_token(header))
+                    scope.setdefault("state", {})[CLAIMS_STATE_KEY] = claims
+            await self.app(scope, receive, send)
+            return
         if header is not None:
             try:
                 claims = self.authority.verify(bearer_token(header))
@@ -183,19 +228,19 @@ class BearerAuthMiddleware:
             scope.setdefault("state", {})[CLAIMS_STATE_KEY] = claims
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive, MAX_BODY_BYTES) or b""  # BodyLimitMiddleware refused more
+        body = await read_body(receive, MAX_BODY_BYTES) or b""  # BodyLimitMiddleware refused more
         problem = self._problem_without_header(body)
         if problem is not None:
             await self._unauthorized(scope, receive, send, *problem)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _unauthorized(
         self, scope: Scope, receive: Receive, send: Send, message: str, error: str | None
     ) -> None:
         challenge = 'Bearer realm="session-buddy"'
         if error:
-            challenge += f', error="{error}", error_description="{message}"'
+            challenge += f", error={_quoted(error)}, error_description={_quoted(message)}"
         headers = {"WWW-Authenticate": challenge}
         await _refuse(
             scope, receive, send, 401, "unauthorized", f"unauthorized: {message}", **headers
@@ -232,3 +277,71 @@ class BearerAuthMiddleware:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _quoted(text: str) -> str:
+    """An HTTP quoted-string (RFC 9110 5.6.4): printable ASCII, `"` and `\\` escaped."""
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in `text`, if any."""
+    return next((c for c in text if c < " " or c == "\x7f"), None)
+
+
+class CleanRequestMiddleware:
+    """Refuses (400) a path or query string that holds control characters once decoded
+    (`%00`, `%0d%0a`): nothing the server answers or logs may carry them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+            found = control_character(scope["path"]) or control_character(query)
+            if found is not None:
+                message = f"control character {found!r} in the request's path or query"
+                await _refuse(scope, receive, send, 400, "invalid_request", message)
+                return
+        await self.app(scope, receive, send)
+
+
+_PLAIN_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+class RefusalShapeMiddleware:
+    """Gives the plain-text 4xx answers of the routing underneath (404 no such path,
+    405 method not allowed) the one JSON refusal shape."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def reshaped(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                content_type = Headers(raw=message["headers"]).get("content-type", "")
+                if 400 <= status < 500 and content_type.startswith("text/plain"):
+                    replaced = True
+                    code = _PLAIN_CODES.get(status, "invalid_request")
+                    allow = Headers(raw=message["headers"]).get("allow")
+                    extra = {"Allow": allow} if allow else {}
+                    reason = code.replace("_", " ")
+                    await refusal(status, code, reason, **extra)(scope, _nothing, send)
+                    return
+            if not replaced:
+                await send(message)
+
+        await self.app(scope, receive, reshaped)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}

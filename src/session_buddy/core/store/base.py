@@ -35,10 +35,9 @@ class Store(Protocol):
     url: str
     failing: str | None  # why writes fail now (disk full, read-only, connection lost)
 
-    async def write(self, work: Callable[[Tx], T], *, bulk: bool = False) -> T:
-        """Run `work` in a write transaction; return once it is durably committed.
-        `bulk`: upkeep that may take many milliseconds (pruning, reaping); it never runs
-        on the caller's event loop thread."""
+    async def write(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in a write transaction; return once it is durably committed. The
+        work and its commit never run on the caller's event loop thread."""
         ...
 
     async def read(self, work: Callable[[Tx], T]) -> T:

@@ -178,12 +178,14 @@ MIGRATIONS += (
 
 # Retention deletes finished sessions by their last activity (ended_us, which an abandoned
 # session has too); a second delivery of an end, or of a resuming start, is found by its
-# event id. Starts that made a session are found in sessions, so they stay out.
+# event id (starts that made a session are found in sessions, so they stay out). A
+# session started with a token belongs to its subject.
 MIGRATIONS += (
     Migration(
         5,
-        "finished sessions by last activity; ends and resumes by event id",
+        "finished sessions by last activity; ends and resumes by event id; owners",
         (
+            "ALTER TABLE sessions ADD COLUMN owner TEXT",
             "CREATE INDEX sessions_finished_by_end ON sessions (ended_us) WHERE status <> 'active'",
             "CREATE INDEX events_by_event_id ON events (event_id) "
             "WHERE event_type = 'session_end' OR outcome = 'resumed'",

@@ -12,8 +12,12 @@ transaction whose commit was lost with its connection is safe to run again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
+import queue
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +41,21 @@ from session_buddy.timestamps import now_micros
 POOL_SIZE = 8
 ATTEMPTS = 5
 BACKOFF_SECONDS = 0.01
+# Every wait is bounded: for a pooled connection, for a new connection, for the retries
+# of one call, and for the call as a whole (a server that stopped answering mid-query).
+POOL_WAIT_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 2  # the least libpq takes
+RETRY_WITHIN_SECONDS = 2.0
+CALL_DEADLINE_SECONDS = 5.0
+# A connection whose server vanished from the network is found dead in ~10 s, not hours.
+_LIVENESS = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 10_000,
+}
 # A unique violation is a race another writer won: deciding again sees its row.
 _TRANSIENT = (
     errors.DeadlockDetected,
@@ -85,6 +104,47 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, BACKOFF_SECONDS * 2**attempt)
 
 
+class _Workers:
+    """Daemon threads that run database calls, each call given up by its caller after
+    CALL_DEADLINE_SECONDS. A thread stuck on a connection whose server stopped answering
+    stays stuck until the socket fails (keepalives), and being a daemon it never holds
+    up the process's exit (asyncio's own threads would)."""
+
+    def __init__(self, count: int) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._count = count
+        for number in range(count):
+            name = f"session-buddy-postgres-{number}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, future = item
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller gave up before it started
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    async def run(self, call: Callable[[], T]) -> T:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._calls.put((call, future))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), CALL_DEADLINE_SECONDS)
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                f"the database did not answer within {CALL_DEADLINE_SECONDS:g} s"
+            ) from exc
+
+    def close(self) -> None:
+        for _ in range(self._count):
+            self._calls.put(None)
+
+
+_Call = tuple[Callable[[], Any], "concurrent.futures.Future[Any]"]
+
+
 class PostgresStore:
     """`read_only`: for commands that only read; opening migrates nothing."""
 
@@ -96,12 +156,12 @@ class PostgresStore:
             "autocommit": True,
             "row_factory": dict_row,
             "cursor_factory": psycopg.RawCursor,
-        }
+        } | _LIVENESS
         # Migrate on a connection of its own first: an unreachable server fails here at
         # once, with the driver's reason, instead of in the pool's reconnect loop.
         try:
             with (
-                psycopg.connect(conninfo, connect_timeout=10, **connect_options) as connection,
+                psycopg.connect(conninfo, **connect_options) as connection,
                 connection.transaction(),
                 connection.cursor() as cursor,
             ):
@@ -112,8 +172,14 @@ class PostgresStore:
                 f"cannot open the session database {without_password(url)}: {reason}"
             ) from exc
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, kwargs=connect_options, open=True
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=connect_options,
+            timeout=POOL_WAIT_SECONDS,
+            open=True,
         )
+        self._workers = _Workers(2 * pool_size)  # half of them may wait for a connection
         self._closed = False
 
     def _prepare(self, tx: PostgresTx, read_only: bool) -> None:
@@ -136,6 +202,7 @@ class PostgresStore:
         again if it committed: its answer is the first attempt's. A driver error that
         remains is StoreUnavailable (its text for the log only), or InvalidArgument when
         a value sent by the client is what the database refused."""
+        retry_until = time.monotonic() + RETRY_WITHIN_SECONDS
         for attempt in range(ATTEMPTS):
             xid: int | None = None
             committing = False
@@ -148,15 +215,19 @@ class PostgresStore:
                         result = work(tx)
                         committing = True
                     return result
+            except PoolTimeout as exc:  # an OperationalError, but waiting again cannot help
+                raise StoreUnavailable(
+                    f"no database connection within {POOL_WAIT_SECONDS:g} s: {exc}"
+                ) from exc
             except _CLIENT_ERRORS as exc:
                 raise RefusedValue() from exc
             except _TRANSIENT as exc:
                 if committing and xid is not None and self._committed(xid):
                     return result
-                if attempt == ATTEMPTS - 1:
+                if attempt == ATTEMPTS - 1 or time.monotonic() > retry_until:
                     raise StoreUnavailable(f"the database fails: {exc}") from exc
                 time.sleep(_backoff(attempt))
-            except (psycopg.Error, PoolTimeout) as exc:
+            except psycopg.Error as exc:
                 raise StoreUnavailable(f"the database fails: {exc}") from exc
         raise AssertionError("unreachable")
 
@@ -175,14 +246,14 @@ class PostgresStore:
                 return status == "committed"
             time.sleep(0.01)
 
-    async def write(self, work: Callable[[PostgresTx], T], *, bulk: bool = False) -> T:
-        """`work` in a transaction on a pool thread (bulk or not); what became of it is
+    async def write(self, work: Callable[[PostgresTx], T]) -> T:
+        """`work` in a transaction on a pool thread; what became of it is
         what `failing` says (a value the client sent that the database refused is not a
         failure of the store)."""
         try:
             if self._closed:
                 raise StoreClosedError()
-            result = await asyncio.to_thread(self.run_now, work, write=True)
+            result = await self._workers.run(functools.partial(self.run_now, work, write=True))
         except StoreUnavailable as exc:
             self.failing = str(exc)
             raise
@@ -192,10 +263,11 @@ class PostgresStore:
     async def read(self, work: Callable[[PostgresTx], T]) -> T:
         if self._closed:
             raise StoreClosedError()
-        return await asyncio.to_thread(self.run_now, work)
+        return await self._workers.run(functools.partial(self.run_now, work))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._workers.close()
         await asyncio.to_thread(self._pool.close)

@@ -1,16 +1,11 @@
 """Embedded SQLite store: one writer connection with group commit, pooled readers.
 
-A burst of writes is a queue of jobs. The writer thread takes all queued jobs, runs them
-in one transaction and commits once (synchronous=FULL by default), then answers every
+Every write is a job on a queue. The writer thread takes all queued jobs, runs them in
+one transaction and commits once (synchronous=FULL by default), then answers every
 caller. Concurrent callers therefore share one fsync, while a caller only hears back
-after its work is on disk.
-
-A lone write skips the queue: when, after every ready task of its event loop has had
-its turn, no other write has arrived, nothing is queued and the writer is idle, it runs
-and commits on the caller's own thread (two thread switches cost about as much as the
-statements of a start). It never waits there for another process's lock: that case goes
-to the writer thread, which does; and so does bulk upkeep (pruning, reaping), which
-would hold up the event loop for milliseconds.
+after its work is on disk. No write, nor its fsync, ever runs on the caller's event
+loop thread: a disk that stalls holds up the writes, never health checks and reads,
+which run on reader connections (WAL: readers never wait for the writer).
 """
 
 from __future__ import annotations
@@ -41,6 +36,7 @@ from session_buddy.timestamps import now_micros
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_BATCH = 1024
 BUSY_TIMEOUT_MS = 10_000
+BUSY_POLL_SECONDS = 0.001
 
 
 _NUMBERS = tuple(str(number) for number in range(1, 1000))
@@ -121,9 +117,10 @@ def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection
 
 def _begin_waiting(connection: sqlite3.Connection) -> None:
     """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS for another process's write lock
-    (the writer connection's own busy timeout is zero, so a lone write never waits)."""
+    by trying again every millisecond. (SQLite's own busy handler backs off to 100 ms
+    between tries, so a writer behind a process that takes the lock again and again,
+    such as `prune`, would lose nearly every time it comes free.)"""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    pause = 0.001
     while True:
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -131,8 +128,7 @@ def _begin_waiting(connection: sqlite3.Connection) -> None:
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
-        time.sleep(pause)
-        pause = min(2 * pause, 0.05)
+        time.sleep(BUSY_POLL_SECONDS)
 
 
 class SQLiteStore:
@@ -159,9 +155,6 @@ class SQLiteStore:
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._accepting = threading.Lock()  # held to enqueue, and to declare the writer dead
-        self._writing = threading.Lock()  # held by whoever uses the writer connection
-        self._arrivals = 0  # writes asked for so far: a change while one waits means a burst
-        self._writer_has_work = False  # from taking a job off the queue to answering it
         self._closed = False
         self._writer: threading.Thread | None = None
         self._writer_stopped: str | None = None  # why the writer thread died
@@ -174,7 +167,7 @@ class SQLiteStore:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self._writer_connection = _connect(self.path, synchronous, writer=True)
                 self._migrate()
-                self._writer_connection.execute("PRAGMA busy_timeout = 0")
+                self._writer_connection.execute("PRAGMA busy_timeout = 0")  # _begin_waiting
         except (sqlite3.Error, OSError) as exc:
             raise StoreOpenError(f"cannot open the session database {self.path}: {exc}") from exc
         if not read_only:
@@ -204,28 +197,12 @@ class SQLiteStore:
             connection.execute("ROLLBACK")
             raise
 
-    async def write(self, work: Callable[[SQLiteTx], T], *, bulk: bool = False) -> T:
-        self._arrivals += 1
-        arrival = self._arrivals
-        if not bulk and self._idle():
-            await asyncio.sleep(0)  # every ready task runs first: it may write too
-            if self._arrivals == arrival and self._idle():
-                done = self._run_alone(work)
-                if done is not None:
-                    result, error = done
-                    if error is not None:
-                        raise error
-                    return result  # type: ignore[no-any-return]
+    async def write(self, work: Callable[[SQLiteTx], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._accepting:
             self._refuse_if_stopped()
             self._jobs.put(_Job(work, future))
         return await future
-
-    def _idle(self) -> bool:
-        """Nothing queued and the writer thread holds no job (a lone write must not
-        overtake one, nor keep it waiting for the connection)."""
-        return self._jobs.empty() and not self._writer_has_work
 
     def _refuse_if_stopped(self) -> None:
         if self._closed:
@@ -234,26 +211,6 @@ class SQLiteStore:
             raise StoreUnavailable(f"{self.path} was opened for reading only")
         if self._writer_stopped is not None:
             raise StoreUnavailable(self._writer_stopped)
-
-    def _run_alone(self, work: Work) -> Done | None:
-        """Run one write here and now; None if the writer is busy or another process
-        holds the database's write lock (the writer thread then waits for it)."""
-        with self._accepting:
-            self._refuse_if_stopped()
-        if not self._writing.acquire(blocking=False):
-            return None
-        try:
-            connection = self._writer_connection
-            try:
-                connection.execute("BEGIN IMMEDIATE")  # the connection does not wait for locks
-            except sqlite3.Error:  # locked, or failing: the writer thread waits or reports
-                return None
-            try:
-                return self._commit_batch(connection, [work], begun=True)[0]
-            except BaseException as exc:  # as if the writer thread had died of it
-                raise self._stop_writing(exc) from exc
-        finally:
-            self._writing.release()
 
     async def read(self, work: Callable[[SQLiteTx], T]) -> T:
         if self._closed:
@@ -285,22 +242,17 @@ class SQLiteStore:
         try:
             stopping = False
             while not stopping:
-                first = self._jobs.get()
-                self._writer_has_work = first is not None
-                with self._writing:  # jobs queued while a lone write ran join this batch
-                    batch, stopping = self._next_batch(first)
-                    works = [job.work for job in batch]
-                    done = self._commit_batch(self._writer_connection, works) if works else []
+                batch, stopping = self._next_batch(self._jobs.get())
+                works = [job.work for job in batch]
+                done = self._commit_batch(self._writer_connection, works) if works else []
                 _answer([(job, *outcome) for job, outcome in zip(batch, done, strict=True)])
-                self._writer_has_work = False
                 batch = []
         except BaseException as exc:  # a bug, or a job that raised past Exception
             died = self._stop_writing(exc)
             _answer([(job, None, died) for job in batch])
         finally:
             self._refuse_leftovers()
-            with self._writing:
-                self._writer_connection.close()
+            self._writer_connection.close()
 
     def _stop_writing(self, exc: BaseException) -> StoreUnavailable:
         """Refuse every later write: the writer connection's state is unknown."""
@@ -335,9 +287,7 @@ class SQLiteStore:
             if item is not None:
                 _answer([(item, None, refusal)])
 
-    def _commit_batch(
-        self, connection: sqlite3.Connection, batch: list[Work], *, begun: bool = False
-    ) -> list[Done]:
+    def _commit_batch(self, connection: sqlite3.Connection, batch: list[Work]) -> list[Done]:
         """Run the batch in one transaction, each work in a savepoint of its own (a work
         that fails rolls back only itself), and commit once. A work alone needs no
         savepoint: if it fails, the transaction is rolled back instead."""
@@ -345,8 +295,7 @@ class SQLiteStore:
         alone = len(batch) == 1
         tx = SQLiteTx(connection)
         try:
-            if not begun:
-                _begin_waiting(connection)
+            _begin_waiting(connection)
             for work in batch:
                 if not alone:
                     connection.execute("SAVEPOINT job")
