@@ -87,12 +87,13 @@ class PostgresProxy:
 
     def _connect(self, client: socket.socket) -> None:
         self._passing.wait()  # hanging: accepted, never answered
-        server = socket.create_connection(self.target)
-        for end in (client, server):  # small messages: no Nagle delays
-            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self._open.update((client, server))
-        self._relay(client, server)
+        with suppress(OSError):  # cut by refuse() or close(), or by a peer
+            server = socket.create_connection(self.target)
+            for end in (client, server):  # small messages: no Nagle delays
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._open.update((client, server))
+            self._relay(client, server)
 
     def _relay(self, client: socket.socket, server: socket.socket) -> None:
         with client, server:

@@ -243,8 +243,14 @@ def spool_flush(target: Target) -> None:
             f"{url}: delivered {report.delivered}, rejected {report.rejected}, "
             f"quarantined {report.quarantined}, {report.remaining} still waiting"
         )
+        if report.unremoved:
+            click.echo(
+                f"session-buddy: {report.unremoved} delivered record(s) stay in the spool "
+                f"({report.reason}); the next flush sends them again, harmlessly",
+                err=True,
+            )
         if report.busy:
-            failed.append(f"{url}: another process is delivering it")
+            failed.append(f"{url}: another flush is delivering it")
         elif report.stopped_by is Outcome.CREDENTIALS:
             failed.append(f"{url}: credentials refused: {report.reason}")
         elif report.stopped_by is not None:

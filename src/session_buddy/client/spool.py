@@ -24,9 +24,9 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from session_buddy.config import Settings
 
@@ -68,8 +68,13 @@ CREATE TRIGGER IF NOT EXISTS records_moved AFTER UPDATE OF state, destination ON
 END;
 CREATE TABLE IF NOT EXISTS session_ids (event_id TEXT PRIMARY KEY, session_id TEXT NOT NULL);
 """
-# What SQLite says of a file that is not (or no longer) a sound database.
+# What SQLite says of a file that is not (or no longer) a sound database; and (primary
+# codes) of a disk with no room left.
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_NO_ROOM = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+
+
+T = TypeVar("T")
 
 
 class SpoolError(Exception):
@@ -161,13 +166,28 @@ class Spool:
                 try:
                     self._connection = self._open()
                 except sqlite3.DatabaseError as exc:
-                    if exc.sqlite_errorcode not in _DAMAGED:
+                    if exc.sqlite_errorcode in _DAMAGED:
+                        self._set_aside_damaged(exc)
+                        self._connection = self._open()
+                    elif exc.sqlite_errorcode & 0xFF in _NO_ROOM and self.path.is_file():
+                        self._connection = self._open_to_read(exc)
+                    else:
                         raise
-                    self._set_aside_damaged(exc)
-                    self._connection = self._open()
             except (OSError, sqlite3.Error) as exc:
                 raise SpoolError(f"cannot use the spool {self.path}: {exc}") from exc
         return self._connection
+
+    def _open_to_read(self, exc: sqlite3.Error) -> sqlite3.Connection:
+        """The spool as it is, read-only, when it cannot even be opened for writing (a
+        full disk): its records can still be delivered; they are removed later."""
+        print(
+            f"session-buddy: the spool {self.path} cannot be written ({exc}); "
+            "its records are read only",
+            file=sys.stderr,
+        )
+        return sqlite3.connect(
+            f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False
+        )
 
     def _set_aside_damaged(self, exc: sqlite3.Error) -> None:
         """Move a damaged spool file aside, start a new one with what can still be read
@@ -217,6 +237,7 @@ class Spool:
             connection.execute("PRAGMA synchronous = FULL")
             connection.executescript(_SCHEMA)
             self._import_legacy(connection)
+            self.path.with_name(f"{self.path.name}.leases").mkdir(exist_ok=True)
         except BaseException:
             connection.close()
             raise
@@ -232,30 +253,29 @@ class Spool:
                         raise SpoolError(f"cannot read the spool {self.path}: {exc}") from exc
             raise AssertionError("unreachable")
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one write transaction; once more on a new spool if this one
+        turns out damaged. SpoolError when it cannot be done."""
         with self._lock:
-            try:
-                self._db().execute("SELECT 1 FROM records LIMIT 1").fetchall()
-            except sqlite3.Error as exc:  # damaged: set aside now, before writing to it
-                self._damage_guard(exc)
-            with self._begin() as connection:
-                yield connection
+            for tries_left in (1, 0):
+                try:
+                    return self._in_transaction(work)
+                except sqlite3.Error as exc:
+                    if not (tries_left and self._damage_guard(exc)):
+                        raise SpoolError(f"cannot use the spool {self.path}: {exc}") from exc
+            raise AssertionError("unreachable")
 
-    @contextlib.contextmanager
-    def _begin(self) -> Iterator[sqlite3.Connection]:
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._db()
+        connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise SpoolError(f"cannot use the spool {self.path}: {exc}") from exc
+            done = work(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return done
 
     def close(self) -> None:
         with self._lock:
@@ -310,7 +330,8 @@ class Spool:
     ) -> int:
         """Append a record for `destination`; its id. SpoolError when it cannot."""
         body = json.dumps(record, separators=(",", ":"))
-        with self._transaction() as db:
+
+        def work(db: sqlite3.Connection) -> int:
             row = db.execute(
                 "SELECT n FROM queues WHERE destination = ? AND state = ?",
                 (destination.url, PENDING),
@@ -326,6 +347,8 @@ class Spool:
                 (destination.url, destination.identity, PENDING, body, reason, _now_us()),
             )
             return int(cursor.lastrowid or 0)
+
+        return self._write(work)
 
     def count(self, url: str, state: str = PENDING) -> int:
         rows = self._rows("SELECT n FROM queues WHERE destination = ? AND state = ?", (url, state))
@@ -354,7 +377,8 @@ class Spool:
         event id, for `spooled:<event id>` placeholders), in one transaction."""
         if not ids and not session_ids:
             return
-        with self._transaction() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
             if session_ids:
                 db.executemany(
@@ -367,10 +391,13 @@ class Spool:
                     (KNOWN_IDS_KEPT,),
                 )
 
+        self._write(work)
+
     def set_aside(self, record_id: int, state: str, reason: str) -> None:
         """Move a record out of the queue: rejected for good, or quarantined. Of those set
         aside for a destination in one state, the newest `max_pending` are kept."""
-        with self._transaction() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             row = db.execute(
                 "UPDATE records SET state = ?, reason = ? WHERE id = ? RETURNING destination",
                 (state, reason, record_id),
@@ -382,9 +409,12 @@ class Spool:
                     (row[0], state, self.max_pending),
                 )
 
+        self._write(work)
+
     def postpone(self, record_id: int, reason: str) -> None:
         """A try failed for a reason that may pass: try again after a backoff."""
-        with self._transaction() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             row = db.execute(
                 "UPDATE records SET attempts = attempts + 1, reason = ? WHERE id = ? "
                 "RETURNING attempts",
@@ -396,19 +426,30 @@ class Spool:
                     (_now_us() + _backoff_us(row[0]), record_id),
                 )
 
+        self._write(work)
+
     def rehome(self, source: str, destination: Destination) -> int:
         """Send a queue's pending records to another destination (a person's decision,
         for records whose destination was never written down)."""
-        with self._transaction() as db:
-            return db.execute(
-                "UPDATE records SET destination = ?, identity = ? "
-                "WHERE destination = ? AND state = ?",
-                (destination.url, destination.identity, source, PENDING),
-            ).rowcount
+        if not self.count(source):
+            return 0  # nothing to move: no write (the disk may be full)
+
+        def work(db: sqlite3.Connection) -> int:
+            return int(
+                db.execute(
+                    "UPDATE records SET destination = ?, identity = ? "
+                    "WHERE destination = ? AND state = ?",
+                    (destination.url, destination.identity, source, PENDING),
+                ).rowcount
+            )
+
+        return self._write(work)
 
     def drop(self, record_id: int) -> bool:
-        with self._transaction() as db:
-            return db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0
+        def work(db: sqlite3.Connection) -> bool:
+            return bool(db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0)
+
+        return self._write(work)
 
     def destinations(self) -> list[str]:
         """The destinations that have records waiting."""

@@ -32,6 +32,7 @@ KEEP_ALIVE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 1000
 MAX_HEADER_BYTES = 64 * 1024
 _RECEIVED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+HEAD_TOO_LARGE = "request head too large"
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -39,7 +40,7 @@ class BoundedH11Protocol(H11Protocol):
     max_connections = MAX_CONNECTIONS
     _read_deadline: asyncio.TimerHandle | None = None
     _cycle_begun = False  # the current request cycle's first byte has arrived
-    _head_bytes = 0  # bytes of the current request received before its head was whole
+    _head = b""  # the current request's head as it arrives, up to MAX_HEADER_BYTES + 4
     rank = 0
     last_active = 0.0
 
@@ -71,13 +72,23 @@ class BoundedH11Protocol(H11Protocol):
         self.last_active = time.monotonic()
         if not self._cycle_begun:  # the deadline counts from a request's first byte
             self._cycle_begun = True
-            self._head_bytes = 0
+            self._head = b""
             self._arm()
-        if self.conn.their_state is h11.IDLE:
-            self._head_bytes += len(data)
+        if self.conn.their_state is h11.IDLE and self._head_too_large(data):
+            self.send_400_response(HEAD_TOO_LARGE)
+            return
         super().data_received(data)
         if self.conn.their_state in _RECEIVED:
             self._disarm()
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Is the head of the request being received over MAX_HEADER_BYTES? (h11 bounds
+        only a head that arrives in pieces.)"""
+        if b"\r\n\r\n" in self._head:
+            return False
+        self._head = (self._head + data)[: MAX_HEADER_BYTES + 4]
+        end = self._head.find(b"\r\n\r\n")
+        return (end if end >= 0 else len(self._head)) > MAX_HEADER_BYTES
 
     def on_response_complete(self) -> None:
         self.last_active = time.monotonic()
@@ -97,7 +108,7 @@ class BoundedH11Protocol(H11Protocol):
         """A request h11 cannot parse (malformed, a head over MAX_HEADER_BYTES): refused
         in the one JSON shape, then the connection closes."""
         status, code, message = 400, "invalid_request", f"malformed HTTP request ({msg})"
-        if self._head_bytes > MAX_HEADER_BYTES:
+        if msg == HEAD_TOO_LARGE:
             status, code = 431, "headers_too_large"
             message = f"request head over {MAX_HEADER_BYTES // 1024} KiB"
         body = json.dumps({"error": message, "error_code": code}).encode()

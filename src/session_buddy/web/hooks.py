@@ -19,7 +19,7 @@ from session_buddy.app import claude_code
 from session_buddy.app.auth import WRITE_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import SessionService
 from session_buddy.app.tools import call_tool
-from session_buddy.core.errors import StoreUnavailable
+from session_buddy.core.errors import NotOwner, StoreUnavailable
 from session_buddy.timestamps import now_iso
 from session_buddy.web.middleware import auth_refusal, refusal
 
@@ -41,6 +41,8 @@ async def answer_claude_hook(service: SessionService, request: Request) -> Respo
     except claude_code.HookPayloadError as exc:
         return refusal(400, "invalid_argument", str(exc))
     result = await call_tool(service, tool, arguments, claims=claims)
+    if result.get("error_code") == NotOwner.code:  # another subject's Claude session
+        return refusal(403, NotOwner.code, str(result.get("error")))
     outcome = claude_code.describe(step, result)
     if result.get("status") in ("error", "not_found"):
         service.logger.warning("Claude Code hook %s: %s", tool, outcome)
