@@ -324,3 +324,15 @@ def start_event(component: str) -> dict[str, Any]:
     from session_buddy.client.events import start_event as built
 
     return built(component, "Script", pid=os.getpid())
+
+
+def test_emit_keeps_an_event_whose_reply_says_nothing(tmp_path: Path) -> None:
+    """A JSON-RPC reply with an empty result does not say the event was taken: it is
+    spooled to be sent again, not refused for good."""
+    body = b'{"jsonrpc":"2.0","id":1,"result":{}}'
+    answer = OK + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    with scripted_server(sends(answer)) as url:
+        done, _ = run(tmp_path, ["emit", "start", "--component", "mute", "--server-url", url])
+    assert done.stdout.startswith("spooled:"), done.stdout + done.stderr
+    assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["start"]
+    assert spooled(tmp_path / "spool.db", REJECTED) == []

@@ -24,12 +24,21 @@ def initialize_params() -> dict[str, Any]:
 
 
 def tool_result(reply: dict[str, Any]) -> dict[str, Any]:
-    """The structured content of a tools/call reply."""
-    if "error" in reply:
-        raise TransportError(f"server error: {reply['error'].get('message', reply['error'])}")
-    result = reply.get("result") or {}
+    """The structured content of a tools/call reply. A reply that says nothing of the
+    event (no result, no structured content and no error) is a TransportError: it may
+    not have been taken, so it is tried again."""
+    error = reply.get("error")
+    if error is not None:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise TransportError(f"server error: {message}")
+    result = reply.get("result")
+    result = result if isinstance(result, dict) else {}
     content = result.get("structuredContent")
-    if isinstance(content, dict):
+    if isinstance(content, dict) and isinstance(content.get("status"), str):
         return content
-    text = " ".join(c.get("text", "") for c in result.get("content", []) if isinstance(c, dict))
-    return {"status": "error", "error": text or "the server sent no result"}
+    if result.get("isError") is True:  # refused by the protocol layer, with its reason
+        parts = result.get("content")
+        listed: list[Any] = parts if isinstance(parts, list) else []
+        text = " ".join(str(c.get("text", "")) for c in listed if isinstance(c, dict))
+        return {"status": "error", "error": text or "the server refused the call"}
+    raise TransportError("the server's reply does not say what became of the event")

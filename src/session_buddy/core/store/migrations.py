@@ -187,8 +187,8 @@ MIGRATIONS += (
         (
             "ALTER TABLE sessions ADD COLUMN owner TEXT",
             "CREATE INDEX sessions_finished_by_end ON sessions (ended_us) WHERE status <> 'active'",
-            "CREATE INDEX events_by_event_id ON events (event_id) "
-            "WHERE event_type = 'session_end' OR outcome = 'resumed'",
+            "CREATE INDEX events_by_event_id ON events (event_id) WHERE event_id IS NOT NULL "
+            "AND (event_type = 'session_end' OR outcome = 'resumed')",
         ),
     ),
 )
