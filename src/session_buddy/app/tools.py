@@ -188,24 +188,19 @@ async def _end(
 async def _heartbeat(
     service: SessionService, arguments: dict[str, Any], actor: Actor | None
 ) -> dict[str, Any]:
-    timestamp = text_argument("timestamp", arguments.get("timestamp"), max_length=64)
     external_id = _external_id(arguments)
-    session_id = text_argument(
-        "session_id",
-        arguments.get("session_id"),
-        required=external_id is None,
-        max_length=SESSION_ID_MAX,
-    )
-    activity = text_argument("activity", arguments.get("activity"), max_length=32)
-    detail = text_argument("detail", arguments.get("detail"), max_length=200, free=True)
-    return await service.heartbeat(
-        session_id,
-        timestamp,
-        activity=activity,
-        external_id=external_id,
-        detail=detail,
-        actor=actor,
-    )
+    checked = {
+        "session_id": text_argument(
+            "session_id",
+            arguments.get("session_id"),
+            required=external_id is None,
+            max_length=SESSION_ID_MAX,
+        ),
+        "timestamp": text_argument("timestamp", arguments.get("timestamp"), max_length=64),
+        "activity": text_argument("activity", arguments.get("activity"), max_length=32),
+        "detail": text_argument("detail", arguments.get("detail"), max_length=200, free=True),
+    }
+    return await service.heartbeat(**checked, external_id=external_id, actor=actor)
 
 
 async def _get_session(
