@@ -251,7 +251,7 @@ async def bench_fsync_stall(folder: Path, stall_ms: int = 800, samples: int = 10
         [*SERVER, "--http", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
-    taken: dict[str, list[float]] = {"/healthz": [], "/sessions": []}
+    taken: dict[str, list[float]] = {"/healthz": [], "/sessions": [], "the start itself": []}
     try:
         async with httpx2.AsyncClient(base_url=base, timeout=30) as web:
             while True:
@@ -265,25 +265,27 @@ async def bench_fsync_stall(folder: Path, stall_ms: int = 800, samples: int = 10
             ) as client:
                 switch.write_text(str(stall_ms))
                 for n in range(samples):
+                    sent = time.perf_counter()
                     write = asyncio.create_task(
                         client.call_tool("track_session_start", start_arguments(n))
                     )
                     await asyncio.sleep(0.1)  # the start is in its fsync now
-                    for path, seen in taken.items():
+                    for path in ("/healthz", "/sessions"):
                         began = time.perf_counter()
                         await web.get(path)
-                        seen.append((time.perf_counter() - began) * 1000)
-                    assert not write.done(), "the write did not wait for its fsync"
+                        taken[path].append((time.perf_counter() - began) * 1000)
                     await write
+                    taken["the start itself"].append((time.perf_counter() - sent) * 1000)
                 switch.unlink()
     finally:
         process.terminate()
         process.wait()
     print(f"\n== fsync stalled at {stall_ms} ms, while a start waits for it ==")
     for path, seen in taken.items():
+        target = "" if path.startswith("the") else "; target <= 100 ms"
         print(
-            f"{path:<10}: p50 {statistics.median(seen):6.1f} ms  max {max(seen):6.1f} ms  "
-            f"({samples} samples; target <= 100 ms)"
+            f"{path:<16}: p50 {statistics.median(seen):6.1f} ms  max {max(seen):6.1f} ms  "
+            f"({samples} samples{target})"
         )
 
 
