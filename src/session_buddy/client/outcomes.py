@@ -2,8 +2,9 @@
 `spool flush` and the hooks share.
 
 - delivered: the server took the event (a repeated one included);
-- transient: no connection, timeout, HTTP 5xx/429, a reply that cannot be decoded, or a
-  store failure (`error_code="store_unavailable"`): spool it, retry with backoff;
+- transient: no connection, timeout, HTTP 5xx/429, a reply that cannot be decoded, a
+  store failure (`error_code="store_unavailable"`) or a race with another writer
+  (`"conflict"`): spool it, retry with backoff;
 - refused: a field is invalid, or an end for a session the server does not know: never
   retried, kept in the spool's rejected list with the reason;
 - credentials: HTTP 401/403 or a token without the scope: kept, and said loudly.
@@ -22,7 +23,7 @@ from session_buddy.client.transports import (
 )
 
 CREDENTIAL_CODES = ("unauthorized", "forbidden")
-TRANSIENT_CODES = ("store_unavailable",)
+TRANSIENT_CODES = ("store_unavailable", "conflict")
 
 
 class Outcome(StrEnum):

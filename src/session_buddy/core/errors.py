@@ -54,6 +54,16 @@ class NotOwner(SessionBuddyError):
     code = "forbidden"
 
 
+class ConcurrentChange(SessionBuddyError):
+    """Concurrent writers kept changing the same session while this event was decided:
+    the store is sound (no failure), and sending the event again decides it anew."""
+
+    code = "conflict"
+
+    def __init__(self) -> None:
+        super().__init__("the session changed concurrently while this event was decided; retry")
+
+
 class StoreUnavailable(SessionBuddyError):
     """The store failed in a way a retry may cure (closed, locked, disconnected)."""
 

@@ -41,7 +41,8 @@ def _absent(value: Any) -> bool:
 
 ERROR_CODE_DESCRIPTION = (
     "Set with status 'error', for clients to branch on: invalid_argument, unauthorized, "
-    "forbidden, store_unavailable (retry later), internal_error"
+    "forbidden, store_unavailable (retry later), conflict (a concurrent change to the same "
+    "session; retry), internal_error"
 )
 END_STATUSES = ("ended", "error", "not_found")
 

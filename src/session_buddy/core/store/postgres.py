@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from session_buddy.config import without_password
 from session_buddy.core.errors import (
+    ConcurrentChange,
     RefusedValue,
     StoreClosedError,
     StoreOpenError,
@@ -225,6 +226,8 @@ class PostgresStore:
                 if committing and xid is not None and self._committed(xid):
                     return result
                 if attempt == ATTEMPTS - 1 or time.monotonic() > retry_until:
+                    if isinstance(exc, errors.UniqueViolation):  # a conflict, not a failure
+                        raise ConcurrentChange() from exc
                     raise StoreUnavailable(f"the database fails: {exc}") from exc
                 time.sleep(_backoff(attempt))
             except psycopg.Error as exc:
