@@ -114,7 +114,10 @@ async def test_server_down_spools_the_start_and_the_end(tmp_path: Path) -> None:
     said = hook(tmp_path, payload("SessionEnd", reason="logout"), "--server-url", down)
     assert "spooled" in said
     waiting = spooled(tmp_path / "spool.db")
-    assert [record["kind"] for record in waiting] == ["start", "end_external"]
+    assert [record["payload"]["hook_event_name"] for record in waiting] == [
+        "SessionStart",
+        "SessionEnd",
+    ]
     assert {record["destination"] for record in waiting} == {down}
     with http_server(f"sqlite:///{tmp_path / 'claude.db'}", port=port):  # back where it was
         flushed = flush(tmp_path)
@@ -131,7 +134,7 @@ def test_malformed_payloads_exit_zero_and_say_why(tmp_path: Path) -> None:
     for body, phrase in [
         ("not json", "not JSON"),
         ("[1, 2]", "JSON object"),
-        (json.dumps(payload("PreToolUse")), "not handled"),
+        (json.dumps(payload("PermissionRequest")), "not handled"),
         (json.dumps({"hook_event_name": "SessionStart"}), "session_id"),
     ]:
         said = hook(tmp_path, body)
@@ -366,7 +369,9 @@ async def test_the_command_hook_against_a_server_with_a_write_only_token(
         assert "credentials refused" in said and "spooled the end" in said  # said, and kept
     assert claude["pid"] == os.getpid()
     assert claude["hostname"] == socket.gethostname()
-    assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["end_external"]
+    assert [r["payload"]["hook_event_name"] for r in spooled(tmp_path / "spool.db")] == [
+        "SessionEnd"
+    ]
 
 
 async def test_a_hook_end_waits_behind_its_spooled_start(tmp_path: Path) -> None:
@@ -396,19 +401,27 @@ def test_a_hung_server_cannot_hold_the_hook(tmp_path: Path) -> None:
         for body in (payload("SessionStart"), payload("Stop"), payload("SessionEnd")):
             said = hook(tmp_path, body, "--server-url", url)
             assert "tracked" not in said and "ended" not in said  # it says the truth
-    assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["start", "end_external"]
+    kept = [r["payload"]["hook_event_name"] for r in spooled(tmp_path / "spool.db")]
+    assert kept == ["SessionStart", "Stop", "SessionEnd"]  # activity is kept too, in order
 
 
 def test_a_malformed_setting_never_fails_the_hook(tmp_path: Path) -> None:
-    """Claude Code sees exit 0 whatever the environment holds; the reason is on stderr."""
-    for args in ([], ["--server-url", "http://127.0.0.1:9/mcp"], ["--no-such-flag"]):
+    """Claude Code sees exit 0 whatever the environment holds; a setting the hook does
+    not use does not stop it, and one it uses is named on stderr."""
+    cases = [
+        ([], {"SESSION_BUDDY_RETENTION": "bogus"}, "no session for Claude session"),
+        (["--server-url", "http://127.0.0.1:9/mcp"], {"SESSION_BUDDY_SPOOL_MAX": "x"}, "SPOOL_MAX"),
+        (["--no-such-flag"], {}, "session-buddy hook: "),
+        ([], {"SESSION_BUDDY_TOKEN_FILE": "/nonexistent"}, "cannot read the token file"),
+    ]
+    for args, setting, said in cases:
         done = subprocess.run(
             [sys.executable, "-m", "session_buddy", "hook", "claude-code", *args],
             input=json.dumps(payload("Stop")),
-            env=hook_env(tmp_path) | {"SESSION_BUDDY_RETENTION": "bogus"},
+            env=hook_env(tmp_path) | setting,
             capture_output=True,
             text=True,
             timeout=10,
         )
         assert done.returncode == 0, done.stderr
-        assert done.stderr.startswith("session-buddy hook: ") and "Traceback" not in done.stderr
+        assert said in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)

@@ -80,7 +80,8 @@ def test_the_hook_takes_only_a_reply_that_confirms(
     assert "tracked" not in said and "Traceback" not in said, said
     assert "spooled the start for later" in said, said
     [record] = spooled(tmp_path / "spool.db")
-    assert record["kind"] == "start" and record["destination"] == url
+    assert record["payload"]["hook_event_name"] == "SessionStart"
+    assert record["destination"] == url
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,8 @@ def test_a_server_that_never_finishes_cannot_hold_or_flood_the_hook(
     assert took < 3.0, f"{case}: the hook took {took:.1f} s (its budget is 1 s)"
     assert len(said) < 2000, f"{case}: {len(said)} characters on stderr"
     assert "spooled the start for later" in said, said
-    assert [r["kind"] for r in spooled(tmp_path / "spool.db")] == ["start"]
+    [record] = spooled(tmp_path / "spool.db")
+    assert record["payload"]["hook_event_name"] == "SessionStart"
 
 
 def test_emit_has_one_deadline_and_a_reply_cap(tmp_path: Path) -> None:

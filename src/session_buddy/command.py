@@ -1,6 +1,5 @@
-"""The `session-buddy` command. `hook claude-code` first tries the quick path, which
-loads neither click nor the CLI (Claude Code runs the hook on every event); every other
-command, and the hook whenever the quick path cannot finish, is the click CLI.
+"""The `session-buddy` command. `hook claude-code` loads neither click nor the rest of the
+CLI (Claude Code runs the hook on every event); every other command is the click CLI.
 
 A failure to start (a store that cannot be opened, a port in use, a malformed setting) is
 one line on stderr and exit code 2; the traceback only with SESSION_BUDDY_LOG_LEVEL=DEBUG.
@@ -34,17 +33,18 @@ def main(default: list[str] | None = None) -> None:
 
 
 def _hook(options: list[str]) -> None:
-    """`hook claude-code`: the quick path, else the CLI's full hook. Whatever happens it
-    exits 0 (Claude Code must never be held up) and says why on stderr."""
+    """`hook claude-code`, without loading the command line (Claude Code runs it on every
+    event); the command line only explains arguments the hook does not take. Whatever
+    happens it exits 0 (Claude Code must never be held up) and says why on stderr."""
     try:
-        from session_buddy.client.quick_hook import quick_hook
+        from session_buddy.client.claude_hook import run
 
-        done = quick_hook(options)
-        if isinstance(done, str):
-            print(done, file=sys.stderr)
+        said = run(options)
+        if said is not None:
+            print(said, file=sys.stderr)
             return
         from session_buddy.cli import main as cli
 
-        cli(args=[*HOOK, *done], prog_name="session-buddy", standalone_mode=False)
+        cli(args=[*HOOK, *options], prog_name="session-buddy", standalone_mode=False)
     except Exception as exc:
         print(f"session-buddy hook: {exc}", file=sys.stderr)

@@ -7,11 +7,13 @@ variables; command-line flags override what it returns (`Settings.with_flags`).
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # see session_buddy.lazy: the Claude Code hook loads this module
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
 
 DATABASE_URL_ENV = "SESSION_BUDDY_DATABASE_URL"
 SQLITE_SYNCHRONOUS_ENV = "SESSION_BUDDY_SQLITE_SYNCHRONOUS"
@@ -21,6 +23,7 @@ LOG_LEVEL_ENV = "SESSION_BUDDY_LOG_LEVEL"
 SECRET_ENV = "SESSION_BUDDY_SECRET"
 SERVER_URL_ENV = "SESSION_BUDDY_SERVER_URL"
 TOKEN_ENV = "SESSION_BUDDY_TOKEN"
+TOKEN_FILE_ENV = "SESSION_BUDDY_TOKEN_FILE"
 SPOOL_ENV = "SESSION_BUDDY_SPOOL"
 SPOOL_MAX_ENV = "SESSION_BUDDY_SPOOL_MAX"
 RETENTION_ENV = "SESSION_BUDDY_RETENTION"
@@ -30,13 +33,15 @@ DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
 
 
-_SPAN = re.compile(r"(\d+)\s*(s|m|min|h|d|w)", re.ASCII)
+_SPAN = r"(\d+)\s*(s|m|min|h|d|w)"
 _SPAN_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_span(text: str) -> timedelta | None:
     """`30m`, `24h`, `90d`, `2w` as a timedelta; None when it is not one."""
-    found = _SPAN.fullmatch(text.strip().lower())
+    import re
+
+    found = re.fullmatch(_SPAN, text.strip().lower(), re.ASCII)
     return timedelta(seconds=int(found[1]) * _SPAN_UNITS[found[2]]) if found else None
 
 
@@ -75,32 +80,106 @@ def _retention(value: str | None) -> timedelta | None:
     return found
 
 
-class Settings(NamedTuple):
-    """A NamedTuple, not a dataclass: the Claude Code hook loads this on every call."""
+def _home_folder(environ: Mapping[str, str], variable: str, default: str) -> str:
+    """An XDG base folder ($XDG_DATA_HOME, $XDG_STATE_HOME), else its default in $HOME."""
+    return environ.get(variable) or os.path.join(os.path.expanduser("~"), default)
 
-    database_url: str
-    spool_path: Path
-    sqlite_synchronous: str = "FULL"
-    abandon_after: timedelta = DEFAULT_ABANDON_AFTER
-    reap_interval: float = DEFAULT_REAP_INTERVAL
-    log_level: str = "INFO"
-    secret: str | None = None
-    server_url: str | None = None
-    token: str | None = None
-    spool_max: int = DEFAULT_SPOOL_MAX
-    retention: timedelta | None = None  # the server prunes sessions older than this
+
+def database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """$SESSION_BUDDY_DATABASE_URL, else the embedded store under $XDG_DATA_HOME."""
+    data_home = _home_folder(environ, "XDG_DATA_HOME", os.path.join(".local", "share"))
+    default = os.path.join(data_home, "session-buddy", "sessions.db")
+    return environ.get(DATABASE_URL_ENV) or f"sqlite:///{default}"
+
+
+def spool_path(environ: Mapping[str, str] = os.environ) -> str:
+    """$SESSION_BUDDY_SPOOL, else spool.db under $XDG_STATE_HOME."""
+    state_home = _home_folder(environ, "XDG_STATE_HOME", os.path.join(".local", "state"))
+    return environ.get(SPOOL_ENV) or os.path.join(state_home, "session-buddy", "spool.db")
+
+
+def spool_max(environ: Mapping[str, str] = os.environ) -> int:
+    """$SESSION_BUDDY_SPOOL_MAX: records kept per destination."""
+    given = environ.get(SPOOL_MAX_ENV)
+    try:
+        return int(given) if given else DEFAULT_SPOOL_MAX
+    except ValueError as exc:
+        raise ValueError(f"{SPOOL_MAX_ENV}={given!r}: use a whole number") from exc
+
+
+def token_of(environ: Mapping[str, str] = os.environ) -> str | None:
+    """$SESSION_BUDDY_TOKEN, else the token in $SESSION_BUDDY_TOKEN_FILE, else none."""
+    token_file = environ.get(TOKEN_FILE_ENV)
+    return environ.get(TOKEN_ENV) or (read_token_file(token_file) if token_file else None)
+
+
+def read_token_file(path: str) -> str:
+    """The token kept in a file (its first line), for hooks and settings files that must
+    not hold the token itself; ValueError naming the file when it cannot be read."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as file:
+            token = file.readline().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc.strerror or exc}") from exc
+    if not token:
+        raise ValueError(f"the token file {path} is empty")
+    return token
+
+
+_FIELDS = (
+    *("database_url", "spool_path", "sqlite_synchronous", "abandon_after", "reap_interval"),
+    *("log_level", "secret", "server_url", "token", "spool_max", "retention"),
+)
+
+
+class Settings:
+    """Every setting. A plain class, not a NamedTuple or a dataclass: the Claude Code
+    hook loads this on every event, and `typing` or `dataclasses` would cost it ~10 ms."""
+
+    __slots__ = _FIELDS
+
+    def __init__(
+        self,
+        database_url: str,
+        spool_path: Path,
+        sqlite_synchronous: str = "FULL",
+        abandon_after: timedelta = DEFAULT_ABANDON_AFTER,
+        reap_interval: float = DEFAULT_REAP_INTERVAL,
+        log_level: str = "INFO",
+        secret: str | None = None,
+        server_url: str | None = None,
+        token: str | None = None,
+        spool_max: int = DEFAULT_SPOOL_MAX,
+        retention: timedelta | None = None,  # the server prunes sessions quiet this long
+    ) -> None:
+        self.database_url = database_url
+        self.spool_path = spool_path
+        self.sqlite_synchronous = sqlite_synchronous
+        self.abandon_after = abandon_after
+        self.reap_interval = reap_interval
+        self.log_level = log_level
+        self.secret = secret
+        self.server_url = server_url
+        self.token = token
+        self.spool_max = spool_max
+        self.retention = retention
+
+    def __repr__(self) -> str:
+        shown = (f"{name}={getattr(self, name)!r}" for name in _FIELDS if name != "secret")
+        return f"Settings({', '.join(shown)})"
+
+    def _replace(self, **changes: Any) -> Settings:
+        return Settings(**{name: getattr(self, name) for name in _FIELDS} | changes)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        home = Path.home()
-        data_home = Path(environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-        state_home = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+        from pathlib import Path  # on use: the hook reads its few settings on its own
+
         abandon_after = environ.get(ABANDON_AFTER_ENV)
         reap_interval = environ.get(REAP_INTERVAL_ENV)
-        spool = environ.get(SPOOL_ENV)
+        server_url = environ.get(SERVER_URL_ENV)
         return cls(
-            database_url=environ.get(DATABASE_URL_ENV)
-            or f"sqlite:///{data_home / 'session-buddy' / 'sessions.db'}",
+            database_url=database_url(environ),
             sqlite_synchronous=environ.get(SQLITE_SYNCHRONOUS_ENV) or "FULL",
             abandon_after=(
                 timedelta(seconds=float(abandon_after)) if abandon_after else DEFAULT_ABANDON_AFTER
@@ -108,10 +187,10 @@ class Settings(NamedTuple):
             reap_interval=float(reap_interval) if reap_interval else DEFAULT_REAP_INTERVAL,
             log_level=(environ.get(LOG_LEVEL_ENV) or "INFO").upper(),
             secret=environ.get(SECRET_ENV) or None,
-            server_url=environ.get(SERVER_URL_ENV) or None,
-            token=environ.get(TOKEN_ENV) or None,
-            spool_path=Path(spool) if spool else state_home / "session-buddy" / "spool.db",
-            spool_max=int(environ.get(SPOOL_MAX_ENV) or DEFAULT_SPOOL_MAX),
+            server_url=normalized_server_url(server_url) if server_url else None,
+            token=token_of(environ),
+            spool_path=Path(spool_path(environ)),
+            spool_max=spool_max(environ),
             retention=_retention(environ.get(RETENTION_ENV)),
         )
 

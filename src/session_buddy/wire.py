@@ -5,7 +5,10 @@ Claude Code hook endpoint takes beside Claude's own payload."""
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # see session_buddy.lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 # The largest Claude Code hook payload taken (the command hook and the endpoint).
 MAX_HOOK_PAYLOAD_BYTES = 1024 * 1024

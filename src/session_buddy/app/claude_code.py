@@ -2,11 +2,13 @@
 and for `POST /hooks/claude-code`.
 
 Claude's own session id is the session's external id. SessionStart starts (or, for a
-running Claude session, repeats) a session; SessionEnd ends the latest session of that
-Claude id, active or abandoned; the activity events are heartbeats that say what the
-session is doing; SubagentStart/SubagentStop open and end child sessions, whose external
-id is the agent id. Prompts and messages are never kept: only the fields named here.
-Standard library only: the command hook imports it on every call.
+running Claude session, repeats or resumes) a session; SessionEnd ends the session of
+that Claude id that started by then, active or abandoned; the activity events are
+heartbeats that say what the session is doing (a tool event after a permission prompt
+sets `working` again); SubagentStart/SubagentStop open and end child sessions, whose
+external id is the agent id. Prompts and messages are never kept: only the fields named
+here. Standard library only: the command hook imports it, and `record_in_store` is how it
+writes to the local store without a server.
 """
 
 from __future__ import annotations
@@ -14,9 +16,17 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from session_buddy import wire
+from session_buddy.core import transitions
+from session_buddy.core.errors import plain_text
+from session_buddy.timestamps import format_micros, parse_timestamp, to_micros
+
+TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
+if TYPE_CHECKING:
+    from typing import Any
+
+    from session_buddy.core.store.base import Tx
 
 COMPONENT = "claude-code"
 SHELL_TYPE = "ClaudeCode"
@@ -26,6 +36,8 @@ ID_MAX = 200
 WAITING = {"permission_prompt", "idle_prompt", "elicitation_dialog", "agent_needs_input"}
 ACTIVITY_OF = {
     "UserPromptSubmit": "working",
+    "PreToolUse": "working",
+    "PostToolUse": "working",  # after a permission prompt: the person answered
     "Stop": "idle",
     "StopFailure": "failing",
     "PreCompact": "working",
@@ -122,8 +134,13 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
         )
     try:
         payload = json.loads(raw or b"null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise HookPayloadError(f"payload is not JSON: {exc}") from exc
+    return checked_payload(payload)
+
+
+def checked_payload(payload: Any) -> dict[str, Any]:
+    """A decoded hook payload, if it is one session-buddy handles; else HookPayloadError."""
     if not isinstance(payload, dict):
         raise HookPayloadError("payload must be a JSON object")
     event = payload.get("hook_event_name")
@@ -207,3 +224,65 @@ def step(payload: dict[str, Any]) -> Step:
         return Step("beat", claude_id, activity=activity, origin=origin)
     detail = _clipped(payload, "error", 200) if event == "StopFailure" else None
     return Step("beat", claude_id, activity=ACTIVITY_OF[event], detail=detail, origin=origin)
+
+
+def record_in_store(tx: Tx, step: Step, facts: dict[str, Any], received_us: int) -> dict[str, Any]:
+    """Carry out a step in a store's write transaction, as the command hook does on the
+    local store (no server): what the tool call would have answered. The step's own
+    fields are bounded already; identity fields are checked as the wire model does."""
+    when = step.stamped(format_micros(received_us) or "")
+    at_us = to_micros(parse_timestamp(when))
+    if step.kind == "start":
+        event = step.start_arguments(facts, when)
+        user, place = event["user"], event["environment"]
+        new = transitions.NewSession(
+            event_id=str(event["event_id"]),
+            component_name=COMPONENT,
+            shell_type=step.shell_type,
+            pid=event["pid"],
+            hostname=plain_text("hostname", str(event["hostname"])),
+            username=plain_text("user.username", str(user["username"]).strip()),
+            home=plain_text("user.home", str(user["home"]).strip()),
+            cwd=plain_text("environment.cwd", str(place["cwd"]).strip()),
+            python_version=plain_text("environment.python_version", place["python_version"]),
+            platform=plain_text("environment.platform", place["platform"]),
+            started_us=at_us,
+            start_metadata=event["metadata"],
+            payload=json.dumps(event, separators=(",", ":")),
+            external_id=step.external_id,
+            parent_external_id=event["metadata"].get("parent_external_id"),
+        )
+        started = transitions.start_session(tx, new, received_us)
+        return {"status": "tracked", "session_id": started.session_id}
+    if step.kind == "end":
+        event = step.end_event(when) | {"external_id": step.external_id}
+        ending = transitions.SessionEnd(
+            None,
+            at_us,
+            event["metadata"],
+            json.dumps(event, separators=(",", ":")),
+            external_id=step.external_id,
+            event_id=step.event_id,
+        )
+        ended = transitions.end_session(tx, ending, received_us)
+        if not ended.found:
+            return {"status": "not_found", "session_id": ended.session_id}
+        return {
+            "status": "ended",
+            "session_id": ended.session_id,
+            "session_status": ended.session_status,
+        }
+    arguments = step.beat_arguments(when)
+    beat = transitions.record_heartbeat(
+        tx,
+        None,
+        at_us,
+        received_us,
+        arguments,
+        activity=step.activity,
+        external_id=step.external_id,
+        detail=step.detail,
+    )
+    status = "recorded" if beat.session_status == "active" else "ignored"
+    said = status if beat.found else "not_found"
+    return {"status": said, "session_id": beat.session_id, "session_status": beat.session_status}

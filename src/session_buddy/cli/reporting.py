@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
 
 from session_buddy.cli.app import Target, console, json_option, main, print_json, transport_options
-from session_buddy.client.quick_hook import HOOK_TIMEOUT
+from session_buddy.client.claude_hook import HOOK_TIMEOUT
 
 if TYPE_CHECKING:
     from session_buddy.client.delivery import Courier, Sent
@@ -279,23 +278,29 @@ def hook() -> None:
 
 
 @hook.command("claude-code")
-@click.option("--unconfirmed", default="", hidden=True, help="Why the quick path is unsure.")
-@transport_options(timeout=HOOK_TIMEOUT)
-def hook_claude_code(target: Target, unconfirmed: str) -> None:
+@click.option("--server-url", help="http(s)://host:8678/mcp (default: $SESSION_BUDDY_SERVER_URL).")
+@click.option(
+    "--database-url",
+    help="The store, when there is no server (default: $SESSION_BUDDY_DATABASE_URL, else "
+    "the embedded store).",
+)
+@click.option("--token", help="Bearer token for the server (default: $SESSION_BUDDY_TOKEN).")
+@click.option(
+    "--token-file",
+    help="A file (mode 0600) holding the token, so the settings file never does "
+    "(default: $SESSION_BUDDY_TOKEN_FILE).",
+)
+@click.option(
+    "--timeout", type=float, default=HOOK_TIMEOUT, show_default=True, help="Seconds to deliver."
+)
+def hook_claude_code(**flags: str | float | None) -> None:
     """Record a Claude Code hook payload read from stdin: SessionStart, SessionEnd, the
-    activity events (UserPromptSubmit, Stop, StopFailure, Notification, Pre/PostCompact)
-    and subagents (SubagentStart, SubagentStop).
+    activity events (UserPromptSubmit, Pre/PostToolUse, Stop, StopFailure, Notification,
+    Pre/PostCompact) and subagents (SubagentStart, SubagentStop).
 
     Always exits 0 (Claude Code must never be held up); what happened goes to stderr.
     """
-    from session_buddy.app import claude_code
-    from session_buddy.client.claude_code import record
-    from session_buddy.wire import MAX_HOOK_PAYLOAD_BYTES
+    from session_buddy.client.claude_hook import run
 
-    try:
-        payload = claude_code.parse_payload(sys.stdin.buffer.read(MAX_HOOK_PAYLOAD_BYTES + 1))
-        step = claude_code.step(payload)
-        with courier_for(target) as courier:
-            click.echo(record(step, courier, unconfirmed), err=True)
-    except Exception as exc:
-        click.echo(f"session-buddy hook: {exc}", err=True)
+    given = [f"--{name.replace('_', '-')}={value}" for name, value in flags.items() if value]
+    click.echo(run(given) or "session-buddy hook: unusable arguments", err=True)

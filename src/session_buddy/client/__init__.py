@@ -5,9 +5,9 @@ Names load on first use: the hooks and `emit` import only what they run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from session_buddy.lazy import lazy_names
+
+TYPE_CHECKING = False  # see session_buddy.lazy
 
 if TYPE_CHECKING:
     from session_buddy.client.emitter import SessionEventEmitter

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from session_buddy.client.hook_delivery import Delivery, deliver
 from session_buddy.client.outcomes import Attempt, Outcome, attempt
 from session_buddy.client.spool import (
     QUARANTINED,
@@ -150,8 +151,10 @@ class Courier:
         }
         return self._send(record)
 
-    def end_external(self, external_id: str, event: dict[str, Any]) -> Sent:
-        return self._send({"kind": "end_external", "external_id": external_id, "event": event})
+    def hook(self, payload: dict[str, Any], tried: Attempt | None = None) -> Sent:
+        """A stamped Claude Code hook payload, kept in order with this destination's
+        other records; `tried`: what delivering it just now gave (it is not sent again)."""
+        return self._send({"kind": "hook", "payload": payload}, tried)
 
     def heartbeat(self, session_id: str, timestamp: str) -> bool:
         """Best effort: a missed heartbeat is not worth spooling."""
@@ -173,15 +176,15 @@ class Courier:
         except SpoolError:
             return 0
 
-    def _send(self, record: dict[str, Any]) -> Sent:
-        if self._waiting():
+    def _send(self, record: dict[str, Any], tried: Attempt | None = None) -> Sent:
+        if tried is None and self._waiting():
             try:
                 record_id = self._enqueue(record, "waiting behind older records")
             except SpoolError:
                 pass  # the spool cannot keep order: better delivered out of it than lost
             else:
                 return self._send_behind(record_id, record)
-        tried = self._deliver(record)
+        tried = tried or self._deliver(record)
         sent = self._sent(record, tried)
         if tried.outcome is Outcome.DELIVERED:
             return sent
@@ -228,6 +231,9 @@ class Courier:
 
     def _deliver(self, record: dict[str, Any]) -> Attempt:
         kind = record["kind"]
+        if kind == "hook":
+            url, payload, within = self.destination.url, record["payload"], self.transport.timeout
+            return hook_attempt(deliver(url, payload, token=self.token, within=within))
         if kind == "start":
             return self._call("track_session_start", record["event"])
         if kind == "end":
@@ -343,8 +349,18 @@ class Courier:
             self.transport.timeout = usual
 
 
+def hook_attempt(delivery: Delivery) -> Attempt:
+    """A hook payload's delivery as an attempt: its line is the result's `said`."""
+    outcome = Outcome(delivery.outcome)
+    reason = "" if outcome is Outcome.DELIVERED else delivery.said
+    return Attempt(outcome, {"said": delivery.said}, reason)
+
+
 def _describe(record: dict[str, Any]) -> str:
     kind = record.get("kind")
+    if kind == "hook":
+        payload = record.get("payload") or {}
+        return f"{payload.get('hook_event_name')} of Claude session {payload.get('session_id')}"
     event = record.get("event") or {}
     if kind == "start":
         return f"start {event.get('event_id')}"

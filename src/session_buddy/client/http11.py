@@ -13,23 +13,30 @@ length it is told, and costs the hook ~16 ms more to import than `socket` alone 
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
-from typing import NamedTuple
 
 MAX_HEAD_BYTES = 64 * 1024
 
 
 class HttpError(Exception):
     """No answer within the deadline and limits: not reachable, too slow, too large, or
-    not HTTP. Whether the request reached the server is unknown."""
+    not HTTP. `sent`: the whole request went out, so the server may have taken it."""
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
-class Reply(NamedTuple):
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
+class Reply:
+    """An HTTP reply (a plain class: NamedTuple would import `typing`)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
 
 
 class Connection:
@@ -44,17 +51,19 @@ class Connection:
         """Send one whole request (head and body) and read its reply, all within
         `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        sent = False
         try:
             connection = self._connected(deadline)
             connection.settimeout(_left(deadline))
             connection.sendall(request)
+            sent = True
             reply, keep = self._read(deadline, max_reply)
         except (OSError, ValueError) as exc:
             self.close()
-            raise HttpError(_why(exc)) from exc
-        except HttpError:
+            raise HttpError(_why(exc), sent=sent) from exc
+        except HttpError as exc:
             self.close()
-            raise
+            raise HttpError(str(exc), sent=sent) from exc
         if not keep:
             self.close()
         return reply
@@ -198,9 +207,12 @@ def _resolved(host: str, port: int, deadline: float) -> tuple[int, tuple[str, in
     found: list[tuple[int, tuple[str, int]]] = []
 
     def look_up() -> None:
-        with contextlib.suppress(OSError):
-            for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-                found.append((family, (str(address[0]), int(address[1]))))
+        try:
+            answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return
+        for family, _, _, _, address in answers:
+            found.append((family, (str(address[0]), int(address[1]))))
 
     lookup = threading.Thread(target=look_up, daemon=True)
     lookup.start()

@@ -115,9 +115,14 @@ class Spooled(NamedTuple):
 
 def is_record(value: Any) -> bool:
     """Is this a record the courier knows how to deliver?"""
-    if not isinstance(value, dict) or not isinstance(value.get("event"), dict):
+    if not isinstance(value, dict):
         return False
     kind = value.get("kind")
+    if kind == "hook":  # a stamped Claude Code hook payload
+        payload = value.get("payload")
+        return isinstance(payload, dict) and isinstance(payload.get("hook_event_name"), str)
+    if not isinstance(value.get("event"), dict):
+        return False
     if kind == "start":
         return isinstance(value["event"].get("event_id"), str)
     if kind == "end":

@@ -7,10 +7,9 @@ module of core (the record fields, the states) can be imported without the store
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from session_buddy.lazy import lazy_names
 
+TYPE_CHECKING = False  # see session_buddy.lazy
 if TYPE_CHECKING:
     from session_buddy.core.lifecycle import SessionLifecycleManager
     from session_buddy.core.states import SessionStatus

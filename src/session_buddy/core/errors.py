@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+
+TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

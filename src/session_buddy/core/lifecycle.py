@@ -171,6 +171,7 @@ class SessionLifecycleManager:
                 external_id=external_id,
                 live=given is None,
                 actor=actor,
+                detail=detail,
             )
         )
 

@@ -53,6 +53,7 @@ class SessionRecord(SessionOrigin):
     parent_session_id: str | None
     activity: str | None  # working, waiting_for_input, idle or failing, when a client says
     activity_at: str | None
+    activity_detail: str | None  # a word on the activity: why it fails (e.g. rate_limit)
     owner: str | None  # the subject of the token that started it, when one did
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+
+TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SessionStatus(StrEnum):

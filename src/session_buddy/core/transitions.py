@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
-from typing import Any
 
 from session_buddy.core.errors import NotOwner
 from session_buddy.core.records import SessionOrigin
 from session_buddy.core.rules import Effect, Event, Facts, Rule, State, decide, state_of
 from session_buddy.core.states import SessionStatus, classify_end, exit_code_of
-from session_buddy.core.store.base import Row, Tx
 from session_buddy.timestamps import format_micros, from_micros
+
+TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
+if TYPE_CHECKING:
+    from typing import Any
+
+    from session_buddy.core.store.base import Row, Tx
 
 # Abandon, dated at the last activity; $1 is the end reason, $2 the session id.
 _ABANDON = (
@@ -429,11 +433,14 @@ def record_heartbeat(
     external_id: str | None = None,
     live: bool = False,
     actor: Actor | None = None,
+    detail: str | None = None,
 ) -> HeartbeatOutcome:
     """Refresh a session (see the HEARTBEAT rows of the table), and set what it is doing
     (`activity`) when given. Without a session id, the heartbeat is for the running (else
     latest) session of `external_id`. `live`: the heartbeat carries no time of its own
-    (it is dated now), so it is news whatever the session's clock said before."""
+    (it is dated now), so it is news whatever the session's clock said before. `detail`
+    says why the activity is what it is (a failure's reason); a new activity without one
+    clears the last."""
     if session_id is not None:
         target = _by_id(tx, session_id)
     else:
@@ -451,9 +458,10 @@ def record_heartbeat(
             "UPDATE sessions SET status = 'active', ended_us = NULL, duration_seconds = NULL, "
             "end_reason = NULL, received_us = $1, last_seen_us = $2, "
             "activity = COALESCE($4, activity), "
-            "activity_us = CASE WHEN $4 IS NULL THEN activity_us ELSE $2 END "
+            "activity_us = CASE WHEN $4 IS NULL THEN activity_us ELSE $2 END, "
+            "activity_detail = CASE WHEN $4 IS NULL THEN activity_detail ELSE $5 END "
             "WHERE session_id = $3",
-            (received_us, max(seen_us, target["last_seen_us"]), found_id, activity),
+            (received_us, max(seen_us, target["last_seen_us"]), found_id, activity, detail),
         )
     log_event(tx, received_us, "heartbeat", found_id, None, decided.outcome, _json(payload))
     if target is None:

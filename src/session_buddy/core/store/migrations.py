@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from session_buddy.core.records import GROUP_KEYS
 from session_buddy.core.states import SessionStatus
-from session_buddy.core.store.base import Tx
+
+TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
+if TYPE_CHECKING:
+    from session_buddy.core.store.base import Tx
 
 _STATES = ", ".join(f"'{status.value}'" for status in SessionStatus)
 
@@ -183,9 +186,11 @@ MIGRATIONS += (
 MIGRATIONS += (
     Migration(
         5,
-        "finished sessions by last activity; ends and resumes by event id; owners",
+        "finished sessions by last activity; ends and resumes by event id; owners; why an "
+        "activity (a failure's reason)",
         (
             "ALTER TABLE sessions ADD COLUMN owner TEXT",
+            "ALTER TABLE sessions ADD COLUMN activity_detail TEXT",
             "CREATE INDEX sessions_finished_by_end ON sessions (ended_us) WHERE status <> 'active'",
             "CREATE INDEX events_by_event_id ON events (event_id) WHERE event_id IS NOT NULL "
             "AND (event_type = 'session_end' OR outcome = 'resumed')",

@@ -274,3 +274,26 @@ class PostgresStore:
         self._closed = True
         self._workers.close()
         await asyncio.to_thread(self._pool.close)
+
+
+def write_once_postgres(url: str, work: Callable[[PostgresTx], T], *, within: float) -> T:
+    """Run `work` in one write transaction on a connection of its own (made and
+    migrated if need be), for a process that has no store open (the Claude Code hook);
+    the connection waits at most `within` seconds (at least libpq's 2)."""
+    options: dict[str, Any] = (
+        {
+            "autocommit": True,
+            "row_factory": dict_row,
+            "cursor_factory": psycopg.RawCursor,
+        }
+        | _LIVENESS
+        | {"connect_timeout": max(CONNECT_TIMEOUT_SECONDS, int(within + 0.999))}
+    )
+    with psycopg.connect(conninfo_from_url(url), **options) as connection:
+        with connection.transaction(), connection.cursor() as cursor:
+            tx = PostgresTx(cursor)
+            if schema_version(tx) < LATEST_VERSION:
+                tx.one("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+                apply_pending(tx, now_micros())
+        with connection.transaction(), connection.cursor() as cursor:
+            return work(PostgresTx(cursor))

@@ -15,8 +15,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,40 +28,17 @@ from session_buddy.core.errors import (
     StoreOpenError,
     StoreUnavailable,
 )
-from session_buddy.core.store.base import Row, T
-from session_buddy.core.store.migrations import LATEST_VERSION, apply_pending, schema_version
-from session_buddy.timestamps import now_micros
+from session_buddy.core.store.base import T
+from session_buddy.core.store.migrations import LATEST_VERSION, schema_version
+from session_buddy.core.store.sqlite_connection import (
+    SYNCHRONOUS_MODES,
+    SQLiteTx,
+    begin_waiting,
+    connect,
+    migrate,
+)
 
-SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAX_BATCH = 1024
-BUSY_TIMEOUT_MS = 10_000
-BUSY_POLL_SECONDS = 0.001
-
-
-_NUMBERS = tuple(str(number) for number in range(1, 1000))
-
-
-def _numbered(params: Sequence[Any]) -> dict[str, Any]:
-    """Values for SQLite's `$1`, `$2`, ... parameters, which it binds by name."""
-    return dict(zip(_NUMBERS, params, strict=False))
-
-
-class SQLiteTx:
-    dialect = "sqlite"
-    lock_rows = lock_free_rows = ""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = self._connection.execute(sql, _numbered(params)).fetchall()
-        return rows[0] if rows else None
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._connection.execute(sql, _numbered(params)).fetchall()
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._connection.execute(sql, _numbered(params)).rowcount
 
 
 Work = Callable[[SQLiteTx], Any]
@@ -99,38 +75,6 @@ def _answer(outcomes: list[Outcome]) -> None:
             loop.call_soon_threadsafe(_settle, settled)
 
 
-def _connect(path: str, synchronous: str, *, writer: bool) -> sqlite3.Connection:
-    """A connection; only the writer's may switch the file to WAL (which takes a lock)."""
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.row_factory = sqlite3.Row
-    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if writer:
-        if connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
-            # A new file (set before WAL and any table): pruning can give space back.
-            connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute(f"PRAGMA synchronous = {synchronous}")
-    else:
-        connection.execute("PRAGMA query_only = ON")
-    return connection
-
-
-def _begin_waiting(connection: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS for another process's write lock
-    by trying again every millisecond. (SQLite's own busy handler backs off to 100 ms
-    between tries, so a writer behind a process that takes the lock again and again,
-    such as `prune`, would lose nearly every time it comes free.)"""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                raise
-        time.sleep(BUSY_POLL_SECONDS)
-
-
 class SQLiteStore:
     """`read_only`: for commands that only read. Opening then creates nothing, takes no
     lock and migrates nothing; a missing file is NoDatabase."""
@@ -165,8 +109,8 @@ class SQLiteStore:
                 self._check_schema()
             else:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._writer_connection = _connect(self.path, synchronous, writer=True)
-                self._migrate()
+                self._writer_connection = connect(self.path, synchronous, writer=True)
+                migrate(self._writer_connection)
                 self._writer_connection.execute("PRAGMA busy_timeout = 0")  # _begin_waiting
         except (sqlite3.Error, OSError) as exc:
             raise StoreOpenError(f"cannot open the session database {self.path}: {exc}") from exc
@@ -183,19 +127,6 @@ class SQLiteStore:
                 f"the session database {self.path} has schema version {version}, this "
                 f"session-buddy reads {LATEST_VERSION}: run `session-buddy db upgrade`"
             )
-
-    def _migrate(self) -> None:
-        """Apply pending migrations; the write lock is taken only when there are any."""
-        connection = self._writer_connection
-        if schema_version(SQLiteTx(connection)) == LATEST_VERSION:
-            return
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            apply_pending(SQLiteTx(connection), now_micros())
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
 
     async def write(self, work: Callable[[SQLiteTx], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -223,7 +154,7 @@ class SQLiteStore:
             connection = self._readers.get_nowait()
         except queue.Empty:
             try:
-                connection = _connect(self.path, self._synchronous, writer=False)
+                connection = connect(self.path, self._synchronous, writer=False)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"{self.path}: {exc}") from exc
         try:
@@ -295,7 +226,7 @@ class SQLiteStore:
         alone = len(batch) == 1
         tx = SQLiteTx(connection)
         try:
-            _begin_waiting(connection)
+            begin_waiting(connection)
             for work in batch:
                 if not alone:
                     connection.execute("SAVEPOINT job")
