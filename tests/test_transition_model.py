@@ -24,7 +24,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -362,7 +361,7 @@ def _without_rule(event: rules.Event, outcome: str) -> tuple[rules.Rule, ...]:
 
 def _revive_without_sibling_guard() -> tuple[rules.Rule, ...]:
     return tuple(
-        replace(r, when=("news",))
+        r._replace(when=("news",))
         if (r.event, r.outcome) == (rules.Event.HEARTBEAT, "revived")
         else r
         for r in rules.RULES

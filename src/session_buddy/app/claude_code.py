@@ -14,12 +14,12 @@ writes to the local store without a server.
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from session_buddy import wire
 from session_buddy.core import transitions
 from session_buddy.core.errors import plain_text
+from session_buddy.core.records import SessionOrigin
 from session_buddy.timestamps import format_micros, parse_timestamp, to_micros
 
 TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
@@ -38,6 +38,7 @@ ACTIVITY_OF = {
     "UserPromptSubmit": "working",
     "PreToolUse": "working",
     "PostToolUse": "working",  # after a permission prompt: the person answered
+    "PostToolUseFailure": "working",
     "Stop": "idle",
     "StopFailure": "failing",
     "PreCompact": "working",
@@ -53,22 +54,21 @@ HANDLED = (
 )
 START_KEPT = ("source", "transcript_path", "model", "permission_mode")
 # Subagent starts are named by their agent id, so a repeated hook call is one event.
-_SUBAGENT_EVENTS = uuid.UUID("6f1d2c3b-5a4e-4f60-9b8a-7c6d5e4f3a2b")
+_SUBAGENT_EVENTS = "6f1d2c3b-5a4e-4f60-9b8a-7c6d5e4f3a2b"
 
 
 class HookPayloadError(ValueError):
     """The hook input is not a Claude Code hook payload session-buddy handles."""
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """What one hook call does: `start` (with the start's metadata), `end` or `beat`."""
 
     kind: str
     external_id: str
     shell_type: str = SHELL_TYPE
     noun: str = "Claude session"  # what the external id names, for people
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
     event_id: str | None = None  # the hook's stamp's; fixed for subagent starts
     exit_reason: str | None = None
     activity: str | None = None
@@ -168,6 +168,12 @@ def _clipped(payload: dict[str, Any], key: str, limit: int = 500) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
 
+def _subagent_event_id(claude_id: str, agent_id: str) -> str:
+    import uuid  # only here: with `platform`, it costs every other hook call 2 ms
+
+    return str(uuid.uuid5(uuid.UUID(_SUBAGENT_EVENTS), f"{claude_id}/{agent_id}"))
+
+
 def step(payload: dict[str, Any]) -> Step:
     """What a parsed hook payload does to its session."""
     event = payload["hook_event_name"]
@@ -203,7 +209,7 @@ def step(payload: dict[str, Any]) -> Step:
             SUBAGENT_SHELL_TYPE,
             "subagent",
             metadata=metadata,
-            event_id=str(uuid.uuid5(_SUBAGENT_EVENTS, f"{claude_id}/{agent_id}")),
+            event_id=_subagent_event_id(claude_id, agent_id),
             cwd=_clipped(payload, "cwd"),
             origin=origin,
         )
@@ -235,17 +241,20 @@ def record_in_store(tx: Tx, step: Step, facts: dict[str, Any], received_us: int)
     if step.kind == "start":
         event = step.start_arguments(facts, when)
         user, place = event["user"], event["environment"]
-        new = transitions.NewSession(
+        origin = SessionOrigin(
             event_id=str(event["event_id"]),
             component_name=COMPONENT,
             shell_type=step.shell_type,
             pid=event["pid"],
             hostname=plain_text("hostname", str(event["hostname"])),
             username=plain_text("user.username", str(user["username"]).strip()),
-            home=plain_text("user.home", str(user["home"]).strip()),
             cwd=plain_text("environment.cwd", str(place["cwd"]).strip()),
             python_version=plain_text("environment.python_version", place["python_version"]),
             platform=plain_text("environment.platform", place["platform"]),
+        )
+        new = transitions.NewSession(
+            origin=origin,
+            home=plain_text("user.home", str(user["home"]).strip()),
             started_us=at_us,
             start_metadata=event["metadata"],
             payload=json.dumps(event, separators=(",", ":")),

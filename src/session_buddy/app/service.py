@@ -19,6 +19,7 @@ from session_buddy import __version__
 from session_buddy.app.auth import AuthError, Caller, TokenAuthority
 from session_buddy.core import Actor, NewSession, SessionEnd, SessionLifecycleManager
 from session_buddy.core.errors import InvalidArgument, SessionBuddyError, StoreUnavailable
+from session_buddy.core.records import SessionOrigin
 from session_buddy.core.transitions import EndOutcome
 from session_buddy.mcp.event_models import (
     SessionEndEvent,
@@ -97,17 +98,20 @@ def new_session(event: SessionStartEvent, payload: str, owner: str | None = None
     client's own session id, `metadata.parent_external_id` its parent's (a subagent's
     Claude Code session); `owner`, the subject of the token that sends it."""
     metadata = event.metadata
-    return NewSession(
+    origin = SessionOrigin(
         event_id=event.event_id,
         component_name=event.component_name,
         shell_type=event.shell_type,
         pid=event.pid,
         hostname=event.hostname,
         username=event.user.username,
-        home=event.user.home,
         cwd=event.environment.cwd,
         python_version=event.environment.python_version,
         platform=event.environment.platform,
+    )
+    return NewSession(
+        origin=origin,
+        home=event.user.home,
         started_us=to_micros(event.started_at),
         start_metadata=metadata,
         payload=payload,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
@@ -20,7 +20,7 @@ from session_buddy.app.service import EXTERNAL_ID_MAX, SessionService
 from session_buddy.core import Actor
 from session_buddy.core.errors import InvalidArgument, plain_text
 from session_buddy.core.queries import DEFAULT_PAGE
-from session_buddy.core.records import FILTER_COLUMNS, SessionRecord, StatsGroup
+from session_buddy.core.records import FILTER_COLUMNS, StatsGroup, record_types
 from session_buddy.mcp.event_models import (
     ERROR_CODE_DESCRIPTION,
     SessionEndEvent,
@@ -39,14 +39,17 @@ class Failure(BaseModel):
     error_code: str | None = Field(default=None, description=ERROR_CODE_DESCRIPTION)
 
 
-def _optional(dataclass_type: type, *required: str) -> dict[str, Any]:
-    """The fields of a core dataclass as pydantic fields, all optional but `required`."""
-    hints = get_type_hints(dataclass_type)
+def _required_but_defaults(named: Any) -> dict[str, Any]:
+    """A NamedTuple's fields as pydantic fields, required unless it has a default."""
+    defaults = named._field_defaults
+    return {name: (hint, defaults.get(name, ...)) for name, hint in get_type_hints(named).items()}
+
+
+def _optional(hints: dict[str, Any], *required: str) -> dict[str, Any]:
+    """Typed fields as pydantic fields, all optional but `required`."""
     return {
-        field.name: (hints[field.name], ...)
-        if field.name in required
-        else (hints[field.name] | None, None)
-        for field in fields(dataclass_type)
+        name: (hint, ...) if name in required else (hint | None, None)
+        for name, hint in hints.items()
     }
 
 
@@ -55,7 +58,7 @@ RecordResult: type[BaseModel] = create_model(
     __base__=Failure,
     __doc__="A stored session (DESIGN §3); on a miss only session_id and status='not_found'.",
     **(
-        _optional(SessionRecord, "session_id")
+        _optional(record_types(), "session_id")
         | {"status": (str, Field(description="active, ended, crashed, abandoned, not_found"))}
     ),
 )
@@ -76,12 +79,19 @@ class SessionPage(Failure):
     status: str = Field(default="ok", json_schema_extra={"enum": ["ok", "error"]})
 
 
+StatsGroupResult: type[BaseModel] = create_model(
+    "StatsGroup",
+    __doc__=StatsGroup.__doc__ or "",
+    **_required_but_defaults(StatsGroup),
+)
+
+
 class SessionStats(Failure):
     group_by: str | None
     bucket: str | None = None
     since: str | None
     until: str | None
-    groups: list[StatsGroup]
+    groups: list[StatsGroupResult]  # type: ignore[valid-type]
     status: str = Field(default="ok", json_schema_extra={"enum": ["ok", "error"]})
 
 

@@ -29,7 +29,7 @@ from session_buddy.cli.app import (
 )
 from session_buddy.cli.when import Span, When
 from session_buddy.config import Settings, without_password
-from session_buddy.core.records import BUCKETS, GROUP_KEYS, SessionRecord, StatsGroup
+from session_buddy.core.records import BUCKETS, GROUP_KEYS, RECORD_FIELDS, StatsGroup
 from session_buddy.core.states import ACTIVITIES, SessionStatus
 from session_buddy.timestamps import format_micros, human_duration, to_micros
 
@@ -146,7 +146,7 @@ def events_command(session_id: str, as_json: bool, target: Target) -> None:
         click.echo("  " + json.dumps(event["payload"], sort_keys=True))
 
 
-EXPORT_FIELDS = [field.name for field in dataclasses.fields(SessionRecord)]
+EXPORT_FIELDS = list(RECORD_FIELDS)
 
 
 @sessions.command("export")
@@ -221,7 +221,7 @@ def stats_command(
         table.add_column(str(stats["bucket"]), no_wrap=True)
     if stats.get("group_by"):
         table.add_column(str(stats["group_by"]), no_wrap=True)
-    numbers = [f.name for f in dataclasses.fields(StatsGroup) if f.name not in ("key", "bucket")]
+    numbers = [name for name in StatsGroup._fields if name not in ("key", "bucket")]
     for name in numbers:
         table.add_column(name.replace("duration_", "").replace("_", " "), justify="right")
     for group in stats["groups"]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-from session_buddy.client.http11 import Connection, HttpError, request_bytes
 from session_buddy.config import normalized_server_url
 
 TYPE_CHECKING = False  # see session_buddy.lazy
@@ -65,6 +64,8 @@ def hook_endpoint(server_url: str) -> tuple[str, int, str, str, bool]:
 
 
 def _to_server(url: str, payload: dict[str, Any], token: str | None, within: float) -> Delivery:
+    from session_buddy.client.http11 import Connection, HttpError, request_bytes  # 3 ms
+
     host, port, netloc, path, tls = hook_endpoint(url)
     headers = {"Content-Type": "application/json", "Connection": "close"}
     if token:

@@ -2,14 +2,14 @@
 
 Each field is named once, here. The store keeps times as `<name>_us` integers (UTC
 microseconds) and metadata as JSON text; `to_record` and `RECORD_COLUMNS` follow from
-the field names by that rule.
+the field names by that rule. NamedTuples, not dataclasses: the Claude Code hook imports
+this module, and `dataclasses` alone costs it more than its store write.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple, get_type_hints
 
 from session_buddy.timestamps import format_micros
 
@@ -19,8 +19,7 @@ BUCKETS = {"hour": 3_600_000_000, "day": 86_400_000_000, "week": 604_800_000_000
 FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id", "activity")
 
 
-@dataclass(frozen=True)
-class SessionOrigin:
+class SessionOrigin(NamedTuple):
     """What a start says about where a session runs: stored as given, returned as is."""
 
     event_id: str
@@ -34,9 +33,9 @@ class SessionOrigin:
     platform: str
 
 
-@dataclass(frozen=True)
-class SessionRecord(SessionOrigin):
-    """One session as get_session and list_sessions return it (DESIGN §3)."""
+class SessionState(NamedTuple):
+    """What the store says of a session: with its origin, the record that get_session and
+    list_sessions return (DESIGN §3)."""
 
     session_id: str
     status: str
@@ -57,8 +56,7 @@ class SessionRecord(SessionOrigin):
     owner: str | None  # the subject of the token that started it, when one did
 
 
-@dataclass(frozen=True)
-class StatsGroup:
+class StatsGroup(NamedTuple):
     """One group of session_stats. Durations are of cleanly ended sessions; rates are
     shares of finished (non-active) sessions, None while none finished."""
 
@@ -88,8 +86,10 @@ def _value(name: str, stored: Any) -> Any:
     return stored
 
 
-# session_id first: it names the record.
-_RECORD_FIELDS = ("session_id", *(f.name for f in fields(SessionRecord) if f.name != "session_id"))
+# The record's fields, as exports list them; to_record puts session_id first (it names
+# the record).
+RECORD_FIELDS = (*SessionOrigin._fields, *SessionState._fields)
+_RECORD_FIELDS = ("session_id", *(name for name in RECORD_FIELDS if name != "session_id"))
 RECORD_COLUMNS = ", ".join(_column(name) for name in _RECORD_FIELDS)
 
 
@@ -101,7 +101,12 @@ def to_record(row: Any) -> dict[str, Any]:
 def stats_group(**values: Any) -> dict[str, Any]:
     """A stats group as JSON, checked against the StatsGroup fields (`bucket` only when
     stats are bucketed by time)."""
-    group = asdict(StatsGroup(**values))
+    group = StatsGroup(**values)._asdict()
     if group["bucket"] is None:
         del group["bucket"]
     return group
+
+
+def record_types() -> dict[str, Any]:
+    """Each record field's type, for the MCP tools' output schemas."""
+    return get_type_hints(SessionOrigin) | get_type_hints(SessionState)

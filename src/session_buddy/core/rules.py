@@ -18,8 +18,8 @@ rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class State(StrEnum):
@@ -55,8 +55,7 @@ class Effect(StrEnum):
     REFUSE = "refuse"  # nothing: the caller may not change this session
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     """What guards look at, gathered in the transaction that applies the rule."""
 
     foreign: bool = False  # it belongs to another token subject, and the caller is no admin
@@ -70,11 +69,10 @@ class Facts:
     quiet_before_cutoff: bool = False  # its last activity is before the retention cutoff
 
 
-FACTS = frozenset(f.name for f in fields(Facts))
+FACTS = frozenset(Facts._fields)
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     event: Event
     states: frozenset[State]
     when: tuple[str, ...]  # facts that must hold ("not x": must not); empty: always

@@ -11,7 +11,7 @@ so it holds with several server processes on one PostgreSQL database.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 from session_buddy.core.errors import NotOwner
 from session_buddy.core.records import SessionOrigin
@@ -39,8 +39,7 @@ _SESSION = (
 )
 
 
-@dataclass(frozen=True)
-class Actor:
+class Actor(NamedTuple):
     """Who sends an event, when a verified token says: its subject, and whether it may
     change any session (an admin)."""
 
@@ -66,12 +65,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-@dataclass(frozen=True)
-class NewSession(SessionOrigin):
-    """A validated start; each field but `payload` (the event as received, JSON text) and
-    `parent_external_id` (the client's own id of the parent session, resolved to
-    parent_session_id when stored) is the sessions column of the same name."""
+class NewSession(NamedTuple):
+    """A validated start; each field of its origin, and each field here but `payload` (the
+    event as received, JSON text) and `parent_external_id` (the client's own id of the
+    parent session, resolved to parent_session_id when stored), is the sessions column of
+    the same name."""
 
+    origin: SessionOrigin
     home: str
     started_us: int
     start_metadata: dict[str, Any]
@@ -82,9 +82,19 @@ class NewSession(SessionOrigin):
     parent_external_id: str | None = None
     owner: str | None = None  # the subject of the token that sends it, when one does
 
+    def columns(self) -> dict[str, Any]:
+        """The stored columns, by name, metadata as JSON text."""
+        given = self.origin._asdict() | self._asdict()
+        return {column: given[column] for column in _NEW_COLUMNS} | {
+            "start_metadata": _json(self.start_metadata)
+        }
 
-_NOT_COLUMNS = ("payload", "parent_external_id")
-_NEW_COLUMNS = tuple(f.name for f in fields(NewSession) if f.name not in _NOT_COLUMNS)
+
+_NOT_COLUMNS = ("origin", "payload", "parent_external_id")
+_NEW_COLUMNS = (
+    *SessionOrigin._fields,
+    *(name for name in NewSession._fields if name not in _NOT_COLUMNS),
+)
 # $1 is the session id, then one placeholder per column, then the receipt time; a new
 # session was last seen when it started.
 _VALUES = {column: f"${number}" for number, column in enumerate(_NEW_COLUMNS, start=2)}
@@ -95,8 +105,7 @@ _INSERT = (
 )
 
 
-@dataclass(frozen=True)
-class SessionEnd:
+class SessionEnd(NamedTuple):
     """A validated end; its metadata decides between ended and crashed. Without a
     session id, the end is for the session of `external_id` (a client's own session id)
     that started by the end's time. `event_id`, when the client sends one, makes a
@@ -111,8 +120,7 @@ class SessionEnd:
     actor: Actor | None = None
 
 
-@dataclass(frozen=True)
-class StartOutcome:
+class StartOutcome(NamedTuple):
     session_id: str
     created: bool
     # A repeated event id whose content differs: the fields that differ from the first.
@@ -120,8 +128,7 @@ class StartOutcome:
     resumed: bool = False  # a running session moved to the process that started it again
 
 
-@dataclass(frozen=True)
-class EndOutcome:
+class EndOutcome(NamedTuple):
     session_id: str
     found: bool
     component_name: str | None = None
@@ -131,8 +138,7 @@ class EndOutcome:
     clamped: bool = False
 
 
-@dataclass(frozen=True)
-class HeartbeatOutcome:
+class HeartbeatOutcome(NamedTuple):
     session_id: str
     found: bool
     session_status: str | None = None
@@ -216,7 +222,8 @@ def start_session(
             target, facts = _start_facts(tx, new, actor)
             decided = decide(_state(target), Event.START, facts)
             if decided.effect is Effect.CREATE:
-                raise RuntimeError(f"start {new.event_id}: the insert conflicts with no session")
+                event_id = new.origin.event_id
+                raise RuntimeError(f"start {event_id}: the insert conflicts with no session")
     if decided.effect is Effect.REFUSE and target is not None:
         raise _refuse(target)
     if created is not None:
@@ -225,25 +232,25 @@ def start_session(
         assert target is not None  # every rule but CREATE is about a stored session
         outcome = _answer_start(tx, new, target, decided, received_us)
     logged = "conflict" if outcome.conflicts else decided.outcome
-    log_event(
-        tx, received_us, "session_start", outcome.session_id, new.event_id, logged, new.payload
-    )
+    event_id = new.origin.event_id
+    log_event(tx, received_us, "session_start", outcome.session_id, event_id, logged, new.payload)
     return outcome
 
 
 def _start_facts(tx: Tx, new: NewSession, actor: Actor | None) -> tuple[Row | None, Facts]:
     """The session a start is about, and the facts the START rules look at."""
-    first = tx.one(f"{_SESSION} WHERE event_id = $1{tx.lock_rows}", (new.event_id,))
+    first = tx.one(f"{_SESSION} WHERE event_id = $1{tx.lock_rows}", (new.origin.event_id,))
     if first is not None:
         return first, Facts(replayed=True, foreign=_foreign(first, actor))
     if new.external_id is None:
         return None, Facts()
-    resumed = _first_delivery(tx, new.event_id, "resumed")
+    resumed = _first_delivery(tx, new.origin.event_id, "resumed")
     if resumed is not None:
         target = _by_id(tx, str(resumed["session_id"]))
         return target, Facts(replayed=True, foreign=_foreign(target, actor))
     target = _by_external_id(tx, new.external_id)
-    same = target is not None and (target["hostname"], target["pid"]) == (new.hostname, new.pid)
+    where = (new.origin.hostname, new.origin.pid)
+    same = target is not None and (target["hostname"], target["pid"]) == where
     return target, Facts(same_process=same, foreign=_foreign(target, actor))
 
 
@@ -256,12 +263,12 @@ def _answer_start(
             "UPDATE sessions SET pid = $1, hostname = $2, received_us = $3, "
             "last_seen_us = CASE WHEN $4 > last_seen_us THEN $4 ELSE last_seen_us END "
             "WHERE session_id = $5",
-            (new.pid, new.hostname, received_us, new.started_us, session_id),
+            (new.origin.pid, new.origin.hostname, received_us, new.started_us, session_id),
         )
         _supersede(tx, new, session_id, received_us)
         return StartOutcome(session_id, created=False, resumed=True)
     conflicts: tuple[str, ...] = ()
-    if decided.effect is Effect.REPEAT and target["event_id"] == new.event_id:
+    if decided.effect is Effect.REPEAT and target["event_id"] == new.origin.event_id:
         conflicts = _conflicts(tx, new)
     return StartOutcome(session_id, created=False, conflicts=conflicts)
 
@@ -271,11 +278,11 @@ def _create(tx: Tx, new: NewSession, previous: Row | None, received_us: int) -> 
     parent); None when its event id, or a running session of its external id, is stored
     already (a concurrent writer came first)."""
     if previous is not None:
-        new = replace(new, previous_session_id=str(previous["session_id"]))
+        new = new._replace(previous_session_id=str(previous["session_id"]))
     if new.parent_external_id is not None:
         parent = _by_external_id(tx, new.parent_external_id)
         if parent is not None:
-            new = replace(new, parent_session_id=str(parent["session_id"]))
+            new = new._replace(parent_session_id=str(parent["session_id"]))
     session_id = _insert_with_unique_id(tx, new, received_us)
     if session_id is not None and new.parent_external_id is None:
         _supersede(tx, new, session_id, received_us)  # a subagent runs in its parent's process
@@ -294,7 +301,7 @@ def _conflicts(tx: Tx, new: NewSession) -> tuple[str, ...]:
     (not its process, once another process resumed the session)."""
     first = tx.one(
         f"SELECT session_id, {', '.join(_CONTENT)} FROM sessions WHERE event_id = $1",
-        (new.event_id,),
+        (new.origin.event_id,),
     )
     if first is None:
         return ()
@@ -305,17 +312,18 @@ def _conflicts(tx: Tx, new: NewSession) -> tuple[str, ...]:
         (first["session_id"],),
     ):
         compared = tuple(name for name in _CONTENT if name not in ("pid", "hostname"))
-    return tuple(name for name in compared if stored[name] != getattr(new, name))
+    given = new.origin._asdict() | new._asdict()
+    return tuple(name for name in compared if stored[name] != given[name])
 
 
 def _supersede(tx: Tx, new: NewSession, session_id: str, received_us: int) -> None:
     """A start from a (hostname, pid) means the sessions that process ran before are over."""
-    if new.pid is None:
+    if new.origin.pid is None:
         return
     running = tx.all(
         f"{_SESSION} WHERE hostname = $1 AND pid = $2 AND status = 'active' "
         f"AND started_us <= $3 AND session_id <> $4{tx.lock_rows}",
-        (new.hostname, new.pid, new.started_us, session_id),
+        (new.origin.hostname, new.origin.pid, new.started_us, session_id),
     )
     for row in running:
         if decide(_state(row), Event.SUPERSEDE, Facts()).effect is Effect.ABANDON:
@@ -326,14 +334,13 @@ def _insert_with_unique_id(tx: Tx, new: NewSession, received_us: int) -> str | N
     """Insert under the base id, else under the next free one (base-2, base-3, ...); the
     primary key decides between concurrent writers. None when this event id, or a
     running session of the same external id, is stored already."""
-    base = session_id_base(new.component_name, new.started_us)
-    columns = (getattr(new, column) for column in _NEW_COLUMNS)
-    values = [_json(value) if isinstance(value, dict) else value for value in columns]
+    base = session_id_base(new.origin.component_name, new.started_us)
+    values = list(new.columns().values())
     session_id = base
     while True:
         if tx.one(_INSERT, (session_id, *values, received_us)) is not None:
             return session_id
-        if tx.one("SELECT 1 FROM sessions WHERE event_id = $1", (new.event_id,)) is not None:
+        if tx.one("SELECT 1 FROM sessions WHERE event_id = $1", (new.origin.event_id,)) is not None:
             return None
         if new.external_id is not None and tx.one(
             "SELECT 1 FROM sessions WHERE external_id = $1 AND status = 'active'",
@@ -512,8 +519,7 @@ def abandon_silent(tx: Tx, cutoff_us: int, now_us: int) -> list[str]:
     return abandoned
 
 
-@dataclass(frozen=True)
-class LocalSession:
+class LocalSession(NamedTuple):
     """An active session of this host, with what the reaper needs to judge it."""
 
     session_id: str

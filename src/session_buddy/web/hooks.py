@@ -61,7 +61,7 @@ async def _call_for(service: SessionService, step: claude_code.Step) -> tuple[st
     if step.kind == "end":
         return "track_session_end", step.end_event(now) | {"external_id": step.external_id}
     if step.shell_type == claude_code.SUBAGENT_SHELL_TYPE:
-        facts = await _parent_facts(service, step.metadata["parent_external_id"])
+        facts = await _parent_facts(service, (step.metadata or {})["parent_external_id"])
     elif step.origin is not None:
         facts = step.origin
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from session_buddy.core.records import GROUP_KEYS
 from session_buddy.core.states import SessionStatus
@@ -14,8 +14,7 @@ if TYPE_CHECKING:
 _STATES = ", ".join(f"'{status.value}'" for status in SessionStatus)
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     name: str
     statements: tuple[str, ...]
