@@ -4,7 +4,12 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint bench browser
+.PHONY: install run test lint bench browser claude
+
+# Real Claude Code for its tests (npm ships a native binary); tmux for its interactive
+# sessions. Without npm they are skipped, and say so.
+CLAUDE_CODE_VERSION ?= 2.1.197
+CLAUDE = .cache/claude-code/node_modules/.bin/claude
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +30,16 @@ browser:
 	  || (command -v apt-get >/dev/null && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null) \
 	  || echo "no chromium: the dashboard's browser tests will be skipped"
 
-test: install browser
+claude:
+	@test -x $(CLAUDE) && $(CLAUDE) --version | grep -q '^$(CLAUDE_CODE_VERSION) ' \
+	  || (command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
+	      --prefix .cache/claude-code @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)) \
+	  || echo "no npm: the real Claude Code tests will be skipped"
+	@command -v tmux >/dev/null \
+	  || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null) \
+	  || echo "no tmux: the interactive Claude Code test will be skipped"
+
+test: install browser claude
 	$(BIN)/python -m pytest
 
 lint: install
@@ -40,6 +54,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_emitter.py
 	$(BIN)/python benchmarks/bench_spool.py
 	$(BIN)/python benchmarks/bench_claude_hook.py
+	$(BIN)/python benchmarks/bench_claude_code.py
 	$(BIN)/python benchmarks/bench_queries.py
 	$(BIN)/python benchmarks/bench_retention.py
 	$(BIN)/python benchmarks/bench_dashboard.py

@@ -134,7 +134,7 @@ def test_malformed_payloads_exit_zero_and_say_why(tmp_path: Path) -> None:
     for body, phrase in [
         ("not json", "not JSON"),
         ("[1, 2]", "JSON object"),
-        (json.dumps(payload("PermissionRequest")), "not handled"),
+        (json.dumps(payload("TeammateIdle")), "not handled"),
         (json.dumps({"hook_event_name": "SessionStart"}), "session_id"),
     ]:
         said = hook(tmp_path, body)

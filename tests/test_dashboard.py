@@ -92,7 +92,12 @@ async def seed(url: str, probe: str) -> dict[str, str]:
             reason = xss if number == 7 else "exit"
             metadata = {"exit_code": code, "exit_reason": reason}
             await service.end({"session_id": session_id, "timestamp": ended, "metadata": metadata})
-        for activity, claude_id in [("waiting_for_input", "cl-wait"), ("working", "cl-work")]:
+        activities = [
+            ("waiting_for_input", "cl-wait"),
+            ("working", "cl-work"),
+            ("failing", "cl-fail"),
+        ]
+        for activity, claude_id in activities:
             event = start_payload(
                 component_name="claude-code",
                 hostname="laptop",
@@ -101,7 +106,10 @@ async def seed(url: str, probe: str) -> dict[str, str]:
                 metadata={"external_id": claude_id},
             )
             ids[claude_id] = str((await service.start(event)).session_id)
-            await manager.heartbeat(None, None, activity=activity, external_id=claude_id)
+            detail = "rate_limit" if activity == "failing" else None
+            await manager.heartbeat(
+                None, None, activity=activity, external_id=claude_id, detail=detail
+            )
     return ids
 
 
@@ -156,6 +164,8 @@ def test_the_overview_shows_each_section(
         page.locator(f"#{section}").screenshot(path=str(ARTIFACTS / f"section-{section}.png"))
     first = page.locator("#now tbody tr").first
     assert ids["cl-wait"] in first.inner_text() and "waiting for input" in first.inner_text()
+    failing = page.locator("#now tbody tr", has_text=ids["cl-fail"])
+    assert "failing rate_limit" in " ".join(failing.inner_text().split())
     assert page.locator("#ends .state-crashed").count() >= 1
     assert page.locator("#components svg.chart").count() == 2
     assert page.locator("#components svg rect.state-crashed").count() >= 1

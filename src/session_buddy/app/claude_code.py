@@ -39,6 +39,7 @@ ACTIVITY_OF = {
     "PreToolUse": "working",
     "PostToolUse": "working",  # after a permission prompt: the person answered
     "PostToolUseFailure": "working",
+    "PermissionRequest": "waiting_for_input",  # at once; Notification says so 6 s later
     "Stop": "idle",
     "StopFailure": "failing",
     "PreCompact": "working",

@@ -28,11 +28,13 @@ def when(iso: str | None, now: datetime | None = None) -> str:
 
 
 def state(record: dict[str, Any]) -> str:
-    """The state in its colour (rich markup), with an active session's activity."""
-    status = str(record["status"])
+    """The state in its colour (rich markup), with an active session's activity (and a
+    failure's reason even once it ended: `ended (failing: rate_limit)`)."""
+    status, activity = str(record["status"]), record.get("activity")
     text = f"[{STATE_STYLES.get(status, 'default')}]{status}[/]"
-    if status == "active" and record.get("activity"):
-        text += f" ({record['activity']})"
+    if activity and (status == "active" or activity == "failing"):
+        detail = record.get("activity_detail")
+        text += f" ({activity}: {detail})" if detail else f" ({activity})"
     return text
 
 

@@ -24,8 +24,9 @@ SCOPES = ("user", "project", "local")
 # Start and end need the command hook (the process, the spool); the rest is activity.
 LIFECYCLE = ("SessionStart", "SessionEnd")
 ACTIVITY = (
-    *("UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "Stop", "StopFailure"),
-    *("Notification", "SubagentStart", "SubagentStop", "PreCompact", "PostCompact"),
+    *("UserPromptSubmit", "PermissionRequest", "PostToolUse", "PostToolUseFailure", "Stop"),
+    *("StopFailure", "Notification", "SubagentStart", "SubagentStop", "PreCompact"),
+    "PostCompact",
 )
 EVENTS = (*LIFECYCLE, *ACTIVITY)
 HOOK_PATH = "/hooks/claude-code"
