@@ -223,7 +223,7 @@ def claude_home(home: Path, trusted: Path, api_key: str) -> None:
 def claude_environment(home: Path, stand_in: StandIn, api_key: str) -> dict[str, str]:
     """Claude Code's environment: this home, the stand-in API, no other traffic, and
     none of session-buddy's own settings (the hooks must not need them)."""
-    keep = ("LANG", "LC_ALL", "TERM", "TMPDIR")
+    keep = ("LANG", "LC_ALL", "TERM", "TMPDIR", "XDG_RUNTIME_DIR")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     return env | {
         "HOME": str(home),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,21 @@ from session_buddy.core import SessionLifecycleManager
 from session_buddy.mcp import SessionEndEvent, SessionStartEvent, SessionTracker
 
 POSTGRES_ENV = "SESSION_BUDDY_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hook_relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Claude Code hook relays that tests start have their sockets here, and are
+    stopped when the tests end."""
+    runtime = tmp_path_factory.mktemp("run")
+    runtime.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    yield runtime
+    for lock in runtime.glob("session-buddy-*/*.lock"):
+        pid = lock.read_text().strip()
+        if pid.isdigit():
+            with suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
 
 
 def with_search_path(url: str, schema: str) -> str:

@@ -7,11 +7,11 @@ variables; command-line flags override what it returns (`Settings.with_flags`).
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 TYPE_CHECKING = False  # see session_buddy.lazy: the Claude Code hook loads this module
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import timedelta
     from pathlib import Path
     from typing import Any
 
@@ -27,8 +27,9 @@ TOKEN_FILE_ENV = "SESSION_BUDDY_TOKEN_FILE"
 SPOOL_ENV = "SESSION_BUDDY_SPOOL"
 SPOOL_MAX_ENV = "SESSION_BUDDY_SPOOL_MAX"
 RETENTION_ENV = "SESSION_BUDDY_RETENTION"
+RELAY_IDLE_ENV = "SESSION_BUDDY_RELAY_IDLE"  # seconds a Claude Code hook relay waits idle
 
-DEFAULT_ABANDON_AFTER = timedelta(hours=24)
+DEFAULT_ABANDON_AFTER_SECONDS = 24 * 3600.0
 DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
 
@@ -40,6 +41,7 @@ _SPAN_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 def parse_span(text: str) -> timedelta | None:
     """`30m`, `24h`, `90d`, `2w` as a timedelta; None when it is not one."""
     import re
+    from datetime import timedelta
 
     found = re.fullmatch(_SPAN, text.strip().lower(), re.ASCII)
     return timedelta(seconds=int(found[1]) * _SPAN_UNITS[found[2]]) if found else None
@@ -69,6 +71,12 @@ def debugging(environ: Mapping[str, str] = os.environ) -> bool:
     """Is SESSION_BUDDY_LOG_LEVEL DEBUG? (Read without the other settings, which may be
     the very thing that is malformed.)"""
     return (environ.get(LOG_LEVEL_ENV) or "").upper() == "DEBUG"
+
+
+def _seconds(seconds: float) -> timedelta:
+    from datetime import timedelta  # on use: the hook never needs it
+
+    return timedelta(seconds=seconds)
 
 
 def _retention(value: str | None) -> timedelta | None:
@@ -143,7 +151,7 @@ class Settings:
         database_url: str,
         spool_path: Path,
         sqlite_synchronous: str = "FULL",
-        abandon_after: timedelta = DEFAULT_ABANDON_AFTER,
+        abandon_after: timedelta | None = None,  # default: DEFAULT_ABANDON_AFTER_SECONDS
         reap_interval: float = DEFAULT_REAP_INTERVAL,
         log_level: str = "INFO",
         secret: str | None = None,
@@ -155,6 +163,8 @@ class Settings:
         self.database_url = database_url
         self.spool_path = spool_path
         self.sqlite_synchronous = sqlite_synchronous
+        if abandon_after is None:
+            abandon_after = _seconds(DEFAULT_ABANDON_AFTER_SECONDS)
         self.abandon_after = abandon_after
         self.reap_interval = reap_interval
         self.log_level = log_level
@@ -181,9 +191,7 @@ class Settings:
         return cls(
             database_url=database_url(environ),
             sqlite_synchronous=environ.get(SQLITE_SYNCHRONOUS_ENV) or "FULL",
-            abandon_after=(
-                timedelta(seconds=float(abandon_after)) if abandon_after else DEFAULT_ABANDON_AFTER
-            ),
+            abandon_after=_seconds(float(abandon_after)) if abandon_after else None,
             reap_interval=float(reap_interval) if reap_interval else DEFAULT_REAP_INTERVAL,
             log_level=(environ.get(LOG_LEVEL_ENV) or "INFO").upper(),
             secret=environ.get(SECRET_ENV) or None,

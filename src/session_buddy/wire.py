@@ -16,6 +16,18 @@ MAX_HOOK_PAYLOAD_BYTES = 1024 * 1024
 # (and, for a SessionStart, the facts of Claude Code's process) before it posts it to the
 # server, so that whichever way the event goes, and however often, it is the same event.
 ORIGIN_KEY = "session_buddy_origin"
+# What became of a hook payload's delivery: the values of client.outcomes.Outcome (not
+# imported: the hook must not load the transports).
+DELIVERED, TRANSIENT, REFUSED, CREDENTIALS = "delivered", "transient", "refused", "credentials"
+
+
+def stamp_time() -> str:
+    """Now, as ISO 8601 UTC text with microseconds and `Z` (`datetime` costs a hook)."""
+    import time
+
+    nanoseconds = time.time_ns()
+    seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
 def new_event_id() -> str:

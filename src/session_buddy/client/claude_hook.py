@@ -1,18 +1,19 @@
 """The Claude Code command hook, `session-buddy hook claude-code`: what Claude Code runs
 on every hook event, so it loads only the standard library and session-buddy's own light
-modules (no pydantic, asyncio or click): about 2 x a bare `python -c pass` against a
-server, 3 to 4 x on the local store (`benchmarks/bench_claude_hook.py`).
+modules (no pydantic, asyncio or click); `benchmarks/bench_claude_hook.py` times it.
 
 For each payload it reads on stdin:
 
-1. it stamps the payload with its own time and a new event id (and, for a start, the
-   facts of Claude Code's process: pid past the `sh -c` wrapper, user, host, and Claude
-   Code's version), so that however often and whichever way it goes, it is one event;
+1. it stamps it with its own time and a new event id, and the facts of Claude Code's
+   process (pid past the `sh -c` wrapper, user, host, Claude Code's version; a start
+   keeps them), so that however often and whichever way it goes, it is one event;
 2. the destination is the server (`--server-url`, `$SESSION_BUDDY_SERVER_URL`), else the
    store (`--database-url`, `$SESSION_BUDDY_DATABASE_URL`, the default SQLite file);
-3. with no older events of that destination in the spool, it is delivered now: one POST
-   to the server's `/hooks/claude-code`, or one durable write into the store;
-4. otherwise (older events wait, or this one could not be delivered now) it goes through
+3. for a store, the hook relay delivers it (`hook_relay.py`: the payload goes unparsed
+   over a Unix socket to a process that has everything loaded) when one answers;
+4. else, with no older events of that destination in the spool, it is delivered now:
+   one POST to the server's `/hooks/claude-code`, or one durable write into the store;
+5. otherwise (older events wait, or this one could not be delivered now) it goes through
    the spool's courier: in order behind the older ones, spooled when it cannot go now.
 
 It always exits 0 and says on stderr, in one line, what happened.
@@ -20,14 +21,10 @@ It always exits 0 and says on stderr, in one line, what happened.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 
 from session_buddy import config, wire
-from session_buddy.client.hook_delivery import DELIVERED, deliver
-from session_buddy.timestamps import now_iso
 
 TYPE_CHECKING = False  # see session_buddy.lazy
 if TYPE_CHECKING:
@@ -78,30 +75,54 @@ def run(args: list[str]) -> str | None:
         return f"session-buddy hook: {exc}"
     if len(raw) > wire.MAX_HOOK_PAYLOAD_BYTES:
         return f"session-buddy hook: payload over {wire.MAX_HOOK_PAYLOAD_BYTES} bytes"
+    destination = _destination(flags)
+    if destination.startswith("stdio:"):
+        return "session-buddy hook: it reports to an http(s) server or a database, not stdio"
+    stamp = stamp_now()
+    if not destination.startswith(("http://", "https://")):
+        from session_buddy.client import hook_relay
+
+        said = hook_relay.ask(destination, stamp, raw, within)
+        if said is not None:
+            return said
+    payload = parsed(raw)
+    if isinstance(payload, str):
+        return payload
+    stamped = payload | {wire.ORIGIN_KEY: origin_for(payload, stamp)}
+    if waiting(destination):
+        return _by_courier(flags, destination, token, stamped, None)
+    from session_buddy.client.hook_delivery import deliver
+
+    delivered = deliver(destination, stamped, token=token, within=within)
+    if delivered.outcome == wire.DELIVERED:
+        return delivered.said
+    return _by_courier(flags, destination, token, stamped, delivered)
+
+
+def parsed(raw: bytes) -> dict[str, Any] | str:
+    """The payload as a JSON object, or what is wrong with it."""
+    import json
+
     try:
         payload = json.loads(raw or b"null")
     except (ValueError, RecursionError) as exc:
         return f"session-buddy hook: payload is not JSON: {exc}"
     if not isinstance(payload, dict):
         return "session-buddy hook: payload must be a JSON object"
-    stamped = payload | {wire.ORIGIN_KEY: stamp(payload)}
-    destination = _destination(flags)
-    if destination.startswith("stdio:"):
-        return "session-buddy hook: it reports to an http(s) server or a database, not stdio"
-    if _waiting(destination):
-        return _by_courier(flags, destination, token, stamped, None)
-    delivered = deliver(destination, stamped, token=token, within=within)
-    if delivered.outcome == DELIVERED:
-        return delivered.said
-    return _by_courier(flags, destination, token, stamped, delivered)
+    return payload
 
 
-def stamp(payload: dict[str, Any]) -> dict[str, Any]:
-    """The hook's own time and event id, and for a start Claude Code's process."""
-    stamped: dict[str, Any] = {"timestamp": now_iso(), "event_id": wire.new_event_id()}
+def stamp_now() -> dict[str, Any]:
+    """The hook's own time and a new event id, and the facts of Claude Code's process:
+    however often and whichever way the payload goes, it is one event."""
+    return {"timestamp": wire.stamp_time(), "event_id": wire.new_event_id()} | claude_facts()
+
+
+def origin_for(payload: dict[str, Any], stamp: dict[str, Any]) -> dict[str, Any]:
+    """What a payload carries of the stamp: all of it for a start, else time and id."""
     if payload.get("hook_event_name") in STARTS:
-        stamped |= claude_facts()
-    return stamped
+        return stamp
+    return {"timestamp": stamp["timestamp"], "event_id": stamp["event_id"]}
 
 
 def claude_facts() -> dict[str, Any]:
@@ -149,7 +170,7 @@ def _destination(flags: dict[str, str]) -> str:
     return url
 
 
-def _waiting(destination: str) -> bool:
+def waiting(destination: str) -> bool:
     """Do older events of `destination` wait in the spool? (Read-only; an unreadable
     spool, or an old-style one, counts as waiting: the courier deals with it.)"""
     spool = config.spool_path()
@@ -179,6 +200,7 @@ def _by_courier(
 ) -> str:
     """In order through the spool: behind older events, or kept when it could not go
     now (`delivered` says why). The line says what became of it."""
+    import time
     from pathlib import Path
 
     from session_buddy.client.delivery import Courier, hook_attempt, token_identity

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 
 from session_buddy.config import normalized_server_url
+from session_buddy.wire import CREDENTIALS, DELIVERED, REFUSED, TRANSIENT
 
 TYPE_CHECKING = False  # see session_buddy.lazy
 if TYPE_CHECKING:
     from typing import Any
 
-# What became of a delivery: the values of client.outcomes.Outcome (not imported: it
-# loads the transports).
-DELIVERED, TRANSIENT, REFUSED, CREDENTIALS = "delivered", "transient", "refused", "credentials"
 HOOK_PATH = "/hooks/claude-code"
 OUTCOME_HEADER = "session-buddy-outcome"
 MAX_REPLY = 64 * 1024  # the endpoint answers `{}` and a one-line header

@@ -1,0 +1,190 @@
+"""Real Claude Code, `claude -p "Say hi"` against the stand-in Messages API
+(tests/claude_standin.py), with no hooks, with the README's default hooks (the local
+store: `claude-code install`) and with the README's server setup (`claude-code install
+--server-url URL --http-activity`); also all command hooks to a server. Interleaved
+rounds in one run, so that noise hits every setup alike; prints each setup's median run
+and the time it adds to a run without hooks, beside `python -c pass`.
+
+Then 6 Claude sessions at once on the local store: each run's wall time, and the longest
+single hook call among 6 hook processes started at once (each a different session).
+
+Usage: python benchmarks/bench_claude_code.py [--rounds 9]
+Needs Claude Code (`make claude`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from processes import free_port, http_server, percentile, wall_times
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from claude_standin import (  # noqa: E402
+    StandIn,
+    claude_binary,
+    claude_environment,
+    claude_home,
+    stand_in_api,
+)
+
+API_KEY = "sk-ant-stand-in-0123456789abcdefghij"
+SESSION_BUDDY = str(Path(sys.executable).with_name("session-buddy"))
+
+
+def home_for(root: Path, name: str, api: StandIn, *install: str) -> dict[str, str]:
+    """A home with Claude Code set up, and `claude-code install *install` run in it
+    (no install when `install` is empty); Claude Code's environment for it."""
+    home, project = root / name, root / name / "project"
+    project.mkdir(parents=True)
+    claude_home(home, project, API_KEY)
+    env = claude_environment(home, api, API_KEY)
+    if install:
+        subprocess.run(
+            [SESSION_BUDDY, "claude-code", "install", *install],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    return env
+
+
+def one_run(claude: str, env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(
+        [claude, "-p", "Say hi"],
+        env=env,
+        cwd=Path(env["HOME"]) / "project",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "Hi!" not in done.stdout:
+        raise RuntimeError(f"claude -p failed: {done.stdout} {done.stderr}")
+    return time.perf_counter() - began
+
+
+def at_once(claude: str, env: dict[str, str], count: int) -> list[float]:
+    """Wall time of each of `count` `claude -p` runs started together."""
+    began = time.perf_counter()
+    runs = [
+        subprocess.Popen(
+            [claude, "-p", "Say hi"],
+            env=env,
+            cwd=Path(env["HOME"]) / "project",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    ended = []
+    for run in runs:
+        run.wait(60)
+        ended.append(time.perf_counter() - began)
+    return ended
+
+
+def hooks_at_once(env: dict[str, str], count: int) -> list[float]:
+    """Wall time of each of `count` hook calls (SessionStart of different sessions)
+    started together, as `count` Claude sessions starting at once make them."""
+    hook = [SESSION_BUDDY, "hook", "claude-code"]
+    payloads = [
+        json.dumps(
+            {
+                "session_id": f"bench-{time.time_ns()}-{n}",
+                "cwd": "/srv",
+                "hook_event_name": "SessionStart",
+            }
+        )
+        for n in range(count)
+    ]
+    began = time.perf_counter()
+    calls = [
+        subprocess.Popen(
+            hook,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in payloads
+    ]
+    for call, payload in zip(calls, payloads, strict=True):
+        assert call.stdin is not None
+        call.stdin.write(payload.encode())
+        call.stdin.close()
+    ended = []
+    for call in calls:
+        call.wait(30)
+        ended.append(time.perf_counter() - began)
+    return ended
+
+
+def main(rounds: int) -> None:
+    claude = claude_binary()
+    if claude is None:
+        sys.exit("Claude Code is not installed: `make claude`")
+    with tempfile.TemporaryDirectory(prefix="sb-bench-claude-") as folder, stand_in_api() as api:
+        root = Path(folder)
+        port = free_port()
+        server_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
+        server_env["SESSION_BUDDY_DATABASE_URL"] = f"sqlite:///{root / 'server.db'}"
+        url = f"http://127.0.0.1:{port}/mcp"
+        setups = {
+            "no hooks": home_for(root, "none", api),
+            "README default (local store)": home_for(root, "local", api, "--scope", "user"),
+            "README server setup (HTTP activity)": home_for(
+                root, "server", api, "--server-url", url, "--http-activity"
+            ),
+            "server, command hooks only": home_for(root, "commands", api, "--server-url", url),
+        }
+        floor = percentile(wall_times([sys.executable, "-c", "pass"], dict(os.environ), 30), 0.5)
+        with http_server(server_env, port):
+            for env in setups.values():
+                one_run(claude, env)  # warm: first runs make the stores and caches
+            samples: dict[str, list[float]] = {name: [] for name in setups}
+            names = list(setups)
+            for number in range(rounds):
+                for name in names[number % len(names) :] + names[: number % len(names)]:
+                    samples[name].append(one_run(claude, setups[name]))
+        print(
+            f"claude -p 'Say hi', {rounds} interleaved rounds; python -c pass: {floor * 1000:.1f} ms"
+        )
+        bare = percentile(samples["no hooks"], 0.5)
+        for name, runs in samples.items():
+            median = percentile(runs, 0.5)
+            added = median - bare
+            extra = (
+                f"  adds {added * 1000:+7.1f} ms per run = {added / floor:+5.1f} x python -c pass"
+                if name != "no hooks"
+                else ""
+            )
+            print(
+                f"{name:<38}: median {median * 1000:7.1f} ms  p90 {percentile(runs, 0.9) * 1000:7.1f} ms{extra}"
+            )
+
+        local = setups["README default (local store)"]
+        alone = [one_run(claude, local) for _ in range(3)]
+        together = [t for _ in range(3) for t in at_once(claude, local, 6)]
+        print(
+            f"6 sessions at once, local store: slowest run {max(together) * 1000:.0f} ms "
+            f"(one alone: median {percentile(alone, 0.5) * 1000:.0f} ms)"
+        )
+        hooks = [t for _ in range(10) for t in hooks_at_once(local, 6)]
+        print(
+            f"6 hook calls at once, local store ({len(hooks)} calls): slowest {max(hooks) * 1000:.0f} ms, "
+            f"p95 {percentile(hooks, 0.95) * 1000:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=9)
+    main(parser.parse_args().rounds)

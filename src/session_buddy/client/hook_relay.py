@@ -1,0 +1,220 @@
+"""The hook relay: one process per user and store that keeps session-buddy loaded, so
+that a Claude Code command hook on the local store is a bare Python start and one
+exchange over a Unix socket, not a JSON parser, the state machine and a store opened on
+every event (`benchmarks/README.md` compares the designs).
+
+The hook sends its stamp and Claude Code's payload, unparsed; the relay delivers them
+exactly as the hook would have (`hook_delivery.deliver`: one durable write), and only
+then answers. So an answered event is on disk, and the events of one Claude session,
+sent one hook after the other, are written in that order. When no relay answers (none
+yet, one that died, one that hangs past the hook's deadline) the hook does the work
+itself, with the same stamp (a repeat changes nothing), and starts a relay for the next
+event. A relay leaves after IDLE_SECONDS without events ($SESSION_BUDDY_RELAY_IDLE),
+when its store's folder goes, or when session-buddy's code changes under it.
+
+The socket lives in a folder only its user can open ($XDG_RUNTIME_DIR, else /tmp);
+a folder anyone else owns or can enter is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+from session_buddy import __version__, config, wire
+
+TYPE_CHECKING = False  # see session_buddy.lazy: the hook loads the client half
+if TYPE_CHECKING:
+    from typing import Any
+
+IDLE_SECONDS = 600.0  # $SESSION_BUDDY_RELAY_IDLE overrides it
+TICK_SECONDS = 5.0  # at most this long between looks at its store and its code
+MAX_REPLY = 64 * 1024
+FIELDS = (
+    *("timestamp", "event_id", "pid", "username", "home", "hostname", "python_version"),
+    "platform",
+)
+
+
+def socket_path(destination: str) -> str:
+    """The relay's socket for a store (and the spool beside it: both are its state)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+    key = zlib.crc32(f"{destination}\0{config.spool_path()}".encode())
+    return os.path.join(base, f"session-buddy-{os.getuid()}", f"hooks-{key:08x}-{__version__}")
+
+
+def _private(folder: str) -> bool:
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return False
+    return found.st_uid == os.getuid() and not found.st_mode & 0o077
+
+
+# The hook's half: standard library C modules only.
+
+
+def ask(destination: str, stamp: dict[str, Any], raw: bytes, within: float) -> str | None:
+    """Have the relay deliver one payload; what it says when it was delivered (or refused
+    for good), None when the hook must deliver it itself."""
+    import _socket
+
+    path = socket_path(destination)
+    if not _private(os.path.dirname(path)):
+        start(destination)
+        return None
+    line = "\t".join(f"{name}={_flat(stamp.get(name, ''))}" for name in FIELDS)
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    connection.settimeout(within)
+    try:
+        connection.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        connection.close()
+        start(destination)
+        return None
+    except OSError:
+        connection.close()
+        return None
+    reply = b""
+    try:
+        connection.sendall(line.encode() + b"\n" + raw)
+        connection.shutdown(_socket.SHUT_WR)
+        while chunk := connection.recv(MAX_REPLY):
+            reply += chunk
+            if len(reply) > MAX_REPLY:
+                return None
+    except OSError:  # a timeout too: the hook delivers it itself, as the same event
+        return None
+    finally:
+        connection.close()
+    outcome, _, said = reply.decode(errors="replace").rstrip("\n").partition("\t")
+    return said if outcome in (wire.DELIVERED, wire.REFUSED) else None
+
+
+def _flat(value: object) -> str:
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+def start(destination: str) -> None:
+    """Start a relay for `destination`, detached (its own session, no terminal, nothing
+    Claude Code waits for), unless the folder for its socket cannot be made private."""
+    folder = os.path.dirname(socket_path(destination))
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return
+    if not _private(folder):
+        return
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    argv = [sys.executable, "-m", "session_buddy.client.hook_relay", destination]
+    from contextlib import suppress
+
+    with suppress(OSError):  # then the hook delivers on its own, as without a relay
+        os.posix_spawn(sys.executable, argv, os.environ, file_actions=quiet, setsid=True)
+
+
+# The relay's half.
+
+
+def serve(destination: str) -> None:
+    """Answer hooks for `destination` until idle, orphaned or outdated; at most one relay
+    per socket (a lock beside it, holding the relay's pid)."""
+    import fcntl
+    import socket
+    import time
+
+    path = socket_path(destination)
+    if not _private(os.path.dirname(path)):
+        return
+    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        return  # another relay serves it
+    os.ftruncate(lock, 0)
+    os.write(lock, f"{os.getpid()}\n".encode())  # who serves it, for people and tests
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if os.path.exists(path):
+            os.unlink(path)  # a dead relay's
+        listener.bind(path)
+        listener.listen(64)
+        idle_after = float(os.environ.get(config.RELAY_IDLE_ENV) or IDLE_SECONDS)
+        listener.settimeout(min(TICK_SECONDS, idle_after / 2))
+        code = _code_stamp()
+        last = time.monotonic()
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                idle = time.monotonic() - last > idle_after
+                if idle or _code_stamp() != code or not _store_there(destination):
+                    return
+                continue
+            with connection:
+                _answer(connection, destination)
+            last = time.monotonic()
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+        listener.close()
+        os.close(lock)
+
+
+def _answer(connection: Any, destination: str) -> None:
+    from session_buddy.client.claude_hook import HOOK_TIMEOUT
+
+    connection.settimeout(HOOK_TIMEOUT)
+    received = b""
+    try:
+        while chunk := connection.recv(1 << 16):
+            received += chunk
+            if len(received) > wire.MAX_HOOK_PAYLOAD_BYTES + MAX_REPLY:
+                break
+        line, _, raw = received.partition(b"\n")
+        outcome, said = relayed(destination, line.decode(errors="replace"), raw)
+        connection.sendall(f"{outcome}\t{_flat(said)}\n".encode())
+    except OSError:
+        pass  # the hook gave up waiting: it delivers the event itself
+
+
+def relayed(destination: str, line: str, raw: bytes) -> tuple[str, str]:
+    """Deliver one hook's payload as the hook itself would: (outcome, what to say)."""
+    from session_buddy.client import claude_hook
+    from session_buddy.client.hook_delivery import deliver
+
+    if claude_hook.waiting(destination):
+        return "waiting", "older events wait in the spool"
+    stamp: dict[str, Any] = dict(field.partition("=")[::2] for field in line.split("\t"))
+    stamp["pid"] = int(stamp["pid"]) if stamp.get("pid", "").isdigit() else None
+    payload = claude_hook.parsed(raw)
+    if isinstance(payload, str):
+        return wire.REFUSED, payload
+    stamped = payload | {wire.ORIGIN_KEY: claude_hook.origin_for(payload, stamp)}
+    delivered = deliver(destination, stamped, token=None, within=claude_hook.HOOK_TIMEOUT)
+    return delivered.outcome, delivered.said
+
+
+def _code_stamp() -> float:
+    """The newest change to session-buddy's code: a relay must not run yesterday's."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return max(
+        os.stat(os.path.join(folder, name)).st_mtime
+        for folder, _, names in os.walk(package)
+        for name in names
+        if name.endswith(".py")
+    )
+
+
+def _store_there(destination: str) -> bool:
+    """Does the store's folder still exist (an SQLite store; a server database: yes)?"""
+    prefix = "sqlite:///"
+    if not destination.startswith(prefix):
+        return True
+    return os.path.isdir(os.path.dirname(destination[len(prefix) :].split("?")[0]))
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
