@@ -155,32 +155,29 @@ def main(rounds: int) -> None:
                 for name in names[number % len(names) :] + names[: number % len(names)]:
                     samples[name].append(one_run(claude, setups[name]))
         print(
-            f"claude -p 'Say hi', {rounds} interleaved rounds; python -c pass: {floor * 1000:.1f} ms"
+            f"claude -p 'Say hi', {rounds} interleaved rounds; python -c pass {floor * 1000:.1f} ms"
         )
         bare = percentile(samples["no hooks"], 0.5)
         for name, runs in samples.items():
-            median = percentile(runs, 0.5)
-            added = median - bare
-            extra = (
-                f"  adds {added * 1000:+7.1f} ms per run = {added / floor:+5.1f} x python -c pass"
-                if name != "no hooks"
-                else ""
-            )
-            print(
-                f"{name:<38}: median {median * 1000:7.1f} ms  p90 {percentile(runs, 0.9) * 1000:7.1f} ms{extra}"
-            )
-
-        local = setups["README default (local store)"]
-        alone = [one_run(claude, local) for _ in range(3)]
-        together = [t for _ in range(3) for t in at_once(claude, local, 6)]
+            median, p90 = percentile(runs, 0.5) * 1000, percentile(runs, 0.9) * 1000
+            added = percentile(runs, 0.5) - bare
+            extra = f"  adds {added * 1000:+6.1f} ms = {added / floor:+5.1f} x python -c pass"
+            print(f"{name:<36}: median {median:6.1f} ms  p90 {p90:6.1f} ms{extra if added else ''}")
+        six = {name: [] for name in ("no hooks", "README default (local store)")}
+        for _ in range(3):  # interleaved too
+            for name, runs in six.items():
+                runs.extend(at_once(claude, setups[name], 6))
+        slowest = {name: max(runs) for name, runs in six.items()}
         print(
-            f"6 sessions at once, local store: slowest run {max(together) * 1000:.0f} ms "
-            f"(one alone: median {percentile(alone, 0.5) * 1000:.0f} ms)"
+            f"6 sessions at once: slowest run {slowest['no hooks'] * 1000:.0f} ms without hooks, "
+            f"{slowest['README default (local store)'] * 1000:.0f} ms with the default hooks"
         )
-        hooks = [t for _ in range(10) for t in hooks_at_once(local, 6)]
+        hooks = [
+            t for _ in range(10) for t in hooks_at_once(setups["README default (local store)"], 6)
+        ]
         print(
-            f"6 hook calls at once, local store ({len(hooks)} calls): slowest {max(hooks) * 1000:.0f} ms, "
-            f"p95 {percentile(hooks, 0.95) * 1000:.0f} ms"
+            f"6 hook calls at once, local store, {len(hooks)} calls: slowest "
+            f"{max(hooks) * 1000:.0f} ms, p95 {percentile(hooks, 0.95) * 1000:.0f} ms"
         )
 
 
