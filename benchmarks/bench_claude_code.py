@@ -1,6 +1,7 @@
 """Real Claude Code, `claude -p "Say hi"` against the stand-in Messages API
 (tests/claude_standin.py), with no hooks, with the README's default hooks (the local
-store: `claude-code install`) and with the README's server setup (`claude-code install
+store: `claude-code install`; and the same without the hook relay) and with the
+README's server setup (`claude-code install
 --server-url URL --http-activity`); also all command hooks to a server. Interleaved
 rounds in one run, so that noise hits every setup alike; prints each setup's median run
 and the time it adds to a run without hooks, beside `python -c pass`.
@@ -140,6 +141,8 @@ def main(rounds: int) -> None:
         setups = {
             "no hooks": home_for(root, "none", api),
             "README default (local store)": home_for(root, "local", api, "--scope", "user"),
+            "default, no relay": home_for(root, "direct", api, "--scope", "user")
+            | {"SESSION_BUDDY_RELAY_IDLE": "0"},  # each hook writes the store itself
             "README server setup (HTTP activity)": home_for(
                 root, "server", api, "--server-url", url, "--http-activity"
             ),

@@ -1,6 +1,7 @@
 """The Claude Code hook as Claude Code runs it: wall time of `session-buddy hook
-claude-code` (p50/p95 over N runs) for SessionStart and Stop, against the local store and
-against a server, beside a bare `python -c pass`; and `POST /hooks/claude-code` latency
+claude-code` (p50/p95 over N runs) for SessionStart and Stop, against the local store
+(through the hook relay, and without it) and against a server, beside a bare
+`python -c pass`; and `POST /hooks/claude-code` latency
 beside `/healthz` on the same server, all in one run.
 
 Usage: python benchmarks/bench_claude_hook.py [--runs 30]
@@ -51,6 +52,8 @@ def main(runs: int) -> None:
         start, stop = payload("SessionStart", source="startup"), payload("Stop")
         report("hook SessionStart, local store", wall_times(hook, env, runs, start), floor)
         report("hook Stop, local store", wall_times(hook, env, runs, stop), floor)
+        alone = env | {"SESSION_BUDDY_RELAY_IDLE": "0"}  # each hook writes the store itself
+        report("hook Stop, local store, no relay", wall_times(hook, alone, runs, stop), floor)
 
         with http_server(env, free_port()) as base:
             remote = [*hook, "--server-url", f"{base}/mcp"]

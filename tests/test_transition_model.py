@@ -403,7 +403,7 @@ def test_the_model_finds_planted_faults(fault: str, monkeypatch: pytest.MonkeyPa
     module, attribute, faulty = PLANTED[fault]
     monkeypatch.setattr(module, attribute, faulty)
     hunt = settings(
-        RUNS, max_examples=300, derandomize=True, phases=[Phase.explicit, Phase.generate]
+        RUNS, max_examples=500, derandomize=True, phases=[Phase.explicit, Phase.generate]
     )
     with pytest.raises(AssertionError) as found:
         run_state_machine_as_test(SessionMachine, settings=hunt)

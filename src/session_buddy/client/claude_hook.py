@@ -79,7 +79,8 @@ def run(args: list[str]) -> str | None:
     if destination.startswith("stdio:"):
         return "session-buddy hook: it reports to an http(s) server or a database, not stdio"
     stamp = stamp_now()
-    if not destination.startswith(("http://", "https://")):
+    relay = os.environ.get(config.RELAY_IDLE_ENV) != "0"
+    if relay and not destination.startswith(("http://", "https://")):
         from session_buddy.client import hook_relay
 
         said = hook_relay.ask(destination, stamp, raw, within)
