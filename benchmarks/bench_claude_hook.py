@@ -10,6 +10,7 @@ Usage: python benchmarks/bench_claude_hook.py [--runs 30]
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx2
 
+import session_buddy
 from processes import free_port, http_server, percentile, wall_times
 
 CLAUDE_ID = "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c47"
@@ -36,6 +38,9 @@ def report(name: str, samples: list[float], floor: float | None) -> None:
 
 
 def main(runs: int) -> None:
+    # As `claude-code install` does: with PYTHONDONTWRITEBYTECODE set, every hook run
+    # would compile the modules it loads again.
+    compileall.compile_dir(str(Path(session_buddy.__file__).parent), quiet=2)
     with tempfile.TemporaryDirectory(prefix="sb-bench-hook-") as folder:
         here = Path(folder)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}

@@ -151,3 +151,16 @@ def test_a_socket_folder_others_may_enter_is_never_used(store: Store, tmp_path: 
     assert "working" in store.hook("UserPromptSubmit")
     time.sleep(0.5)
     assert list(shared.iterdir()) == []  # no relay, no socket: the hook writes itself
+
+
+def test_a_store_file_replaced_under_a_relay_gets_the_next_event(store: Store) -> None:
+    store.hook("SessionStart", source="startup")
+    store.relay_pid()
+    store.hook("Stop")  # through the relay, which keeps its connection open
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+    store.env["SESSION_BUDDY_RELAY_IDLE"] = "0"  # this hook makes a new file itself
+    assert "tracked" in store.hook("SessionStart", source="startup")
+    del store.env["SESSION_BUDDY_RELAY_IDLE"]
+    assert "working" in store.hook("UserPromptSubmit")  # through the relay again
+    assert [kind for kind, _, _ in store.log()] == ["session_start", "heartbeat"]

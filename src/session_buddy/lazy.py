@@ -7,8 +7,6 @@ modules on the hook's path do the same."""
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -21,6 +19,8 @@ def lazy_names(package: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
         if name not in homes:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib  # on use: importing it costs every hook call
+
         return getattr(importlib.import_module(homes[name]), name)
 
     return __getattr__

@@ -7,7 +7,6 @@ leases both ask, and the Claude Code hook finds its launcher here on every call.
 from __future__ import annotations
 
 import os
-from functools import cache
 
 # /proc start times have clock-tick resolution and boot time whole seconds.
 _START_TIME_SLACK_US = 2_000_000
@@ -18,8 +17,16 @@ def _read(path: str) -> bytes:
         return file.read()
 
 
-@cache
+_BOOT_TIME: list[int | None] = []  # read once (not functools.cache: the hook loads this)
+
+
 def _boot_time_s() -> int | None:
+    if not _BOOT_TIME:
+        _BOOT_TIME.append(_read_boot_time_s())
+    return _BOOT_TIME[0]
+
+
+def _read_boot_time_s() -> int | None:
     try:
         for line in _read("/proc/stat").splitlines():
             if line.startswith(b"btime "):

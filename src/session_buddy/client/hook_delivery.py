@@ -33,12 +33,18 @@ class Delivery:
 
 
 def deliver(
-    destination: str, payload: dict[str, Any], *, token: str | None, within: float
+    destination: str,
+    payload: dict[str, Any],
+    *,
+    token: str | None,
+    within: float,
+    keep_open: bool = False,
 ) -> Delivery:
-    """Deliver a stamped payload to a server URL or a database URL, within `within` s."""
+    """Deliver a stamped payload to a server URL or a database URL, within `within` s
+    (`keep_open`: an SQLite store's connection stays open for the next delivery)."""
     if destination.startswith(("http://", "https://")):
         return _to_server(destination, payload, token, within)
-    return _to_store(destination, payload, within)
+    return _to_store(destination, payload, within, keep_open)
 
 
 def hook_endpoint(server_url: str) -> tuple[str, int, str, str, bool]:
@@ -97,7 +103,9 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _to_store(database_url: str, payload: dict[str, Any], within: float) -> Delivery:
+def _to_store(
+    database_url: str, payload: dict[str, Any], within: float, keep_open: bool
+) -> Delivery:
     """One durable write of the step into the store (made and migrated if need be)."""
     import sqlite3
 
@@ -115,7 +123,7 @@ def _to_store(database_url: str, payload: dict[str, Any], within: float) -> Deli
         return claude_code.record_in_store(tx, step, facts, now_micros())
 
     try:
-        result = _write_once(database_url, work, within)
+        result = _write_once(database_url, work, within, keep_open)
     except InvalidArgument as exc:
         return Delivery(REFUSED, f"{step.kind} not recorded: {exc}")
     except (OSError, sqlite3.Error, ValueError) as exc:
@@ -123,12 +131,12 @@ def _to_store(database_url: str, payload: dict[str, Any], within: float) -> Deli
     return Delivery(DELIVERED, claude_code.describe(step, result))
 
 
-def _write_once(database_url: str, work: Any, within: float) -> dict[str, Any]:
+def _write_once(database_url: str, work: Any, within: float, keep: bool) -> dict[str, Any]:
     scheme, _, rest = database_url.partition("://")
     if scheme.split("+")[0] == "sqlite" and rest.startswith("/") and rest != "/":
         from session_buddy.core.store.sqlite_connection import write_once
 
-        return write_once(rest[1:].split("?")[0], work, within=within)
+        return write_once(rest[1:].split("?")[0], work, within=within, keep=keep)
     from session_buddy.core.store.postgres import write_once_postgres
 
     return write_once_postgres(database_url, work, within=within)

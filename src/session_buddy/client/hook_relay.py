@@ -193,7 +193,8 @@ def relayed(destination: str, line: str, raw: bytes) -> tuple[str, str]:
     if isinstance(payload, str):
         return wire.REFUSED, payload
     stamped = payload | {wire.ORIGIN_KEY: claude_hook.origin_for(payload, stamp)}
-    delivered = deliver(destination, stamped, token=None, within=claude_hook.HOOK_TIMEOUT)
+    within = claude_hook.HOOK_TIMEOUT
+    delivered = deliver(destination, stamped, token=None, within=within, keep_open=True)
     return delivered.outcome, delivered.said
 
 

@@ -95,19 +95,33 @@ def migrate(connection: sqlite3.Connection, wait_seconds: float = BUSY_TIMEOUT_M
         raise
 
 
+# write_once(keep=True)'s connections by path, with the file's inode when opened: a file
+# deleted or replaced since must not take writes through a connection to the old one.
+_KEPT: dict[str, tuple[sqlite3.Connection, int]] = {}
+
+
 def write_once(
-    path: str, work: Callable[[SQLiteTx], T], *, within: float, synchronous: str = "FULL"
+    path: str,
+    work: Callable[[SQLiteTx], T],
+    *,
+    within: float,
+    synchronous: str = "FULL",
+    keep: bool = False,
 ) -> T:
     """Run `work` in one durable write transaction on the SQLite file at `path` (made and
     migrated if need be), waiting at most `within` seconds for the lock; sqlite3.Error
-    when it cannot."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    when it cannot. With `keep`, the connection stays open for the next call (a process
+    that writes again and again: the hook relay); one that fails is closed."""
     deadline = time.monotonic() + within
-    connection = connect(path, synchronous, writer=True)
-    try:
+    connection = _kept(path) if keep else None
+    if connection is None:
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        connection = connect(path, synchronous, writer=True)
         connection.execute("PRAGMA busy_timeout = 0")  # begin_waiting waits, to a deadline
+    kept = False
+    try:
         migrate(connection, max(0.0, deadline - time.monotonic()))
         begin_waiting(connection, max(0.0, deadline - time.monotonic()))
         try:
@@ -117,6 +131,25 @@ def write_once(
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+        kept = keep
         return done
     finally:
+        if kept:
+            _KEPT[path] = (connection, os.stat(path).st_ino)
+        else:
+            connection.close()
+
+
+def _kept(path: str) -> sqlite3.Connection | None:
+    """The kept connection to `path`, if the file is still the one it opened."""
+    connection, inode = _KEPT.pop(path, (None, 0))
+    if connection is None:
+        return None
+    try:
+        same = os.stat(path).st_ino == inode
+    except OSError:
+        same = False
+    if not same:
         connection.close()
+        return None
+    return connection
