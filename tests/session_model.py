@@ -158,6 +158,17 @@ class Model:
         self.supersede(event.hostname, event.pid, event.timestamp, session_id)
         self.log(session_id, "session_start", "tracked")
 
+    @staticmethod
+    def last_word(target: Kept, timestamp: int | None, activity: str | None) -> bool:
+        """A finished session's activity heard late: dated at or before its end, and not
+        before the activity it has."""
+        if target.status not in ("ended", "crashed") or target.ended is None:
+            return False
+        if activity is None or timestamp is None:
+            return False
+        newer = target.activity_at is None or timestamp >= target.activity_at
+        return newer and timestamp <= target.ended
+
     def heartbeat(
         self,
         session_id: str | None,
@@ -185,6 +196,9 @@ class Model:
             outcome = "recorded"
         elif target.status == "active":
             outcome = "stale"
+        elif self.last_word(target, timestamp, activity):
+            outcome = "noted"
+            target.activity, target.activity_at = activity, timestamp
         elif target.silent and news and not sibling:
             outcome = "revived"
             target.status, target.ended, target.duration, target.end_reason = (

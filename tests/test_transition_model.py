@@ -395,6 +395,13 @@ PLANTED: dict[str, tuple[Any, str, Any]] = {
     ),
     # 5: a revive collides with the newer running session of the same external id.
     "revive ignores a running sibling": (rules, "RULES", _revive_without_sibling_guard()),
+    # 7: a finished session's last activity, heard after its end, is dropped (Claude
+    # Code's StopFailure, which it does not wait for before SessionEnd).
+    "a last word heard late is dropped": (
+        rules,
+        "RULES",
+        _without_rule(rules.Event.HEARTBEAT, "noted"),
+    ),
 }
 
 

@@ -48,6 +48,7 @@ class Effect(StrEnum):
     CREATE = "create"  # a new session, linked to the previous one of its external id
     MOVE = "move"  # the session now runs in the starting process (host, pid)
     REFRESH = "refresh"  # last seen, receipt, activity; clears an abandonment (revive)
+    NOTE = "note"  # the activity only: what a finished session did last, heard late
     FINISH = "finish"  # dated at the end's time, with duration, reason and exit code
     ABANDON = "abandon"  # dated at its last activity, with the evidence
     DELETE = "delete"  # the session and its event log
@@ -63,6 +64,8 @@ class Facts(NamedTuple):
     same_process: bool = False  # a start from the host and pid the session runs in
     news: bool = False  # a heartbeat dated after all else heard of the session, or undated
     active_sibling: bool = False  # another session of its external id is active
+    last_word: bool = False  # an activity dated at or before the session's end, and after
+    # the activity it has (Claude Code does not wait for StopFailure before SessionEnd)
     abnormal_exit: bool = False  # the end's exit code or reason says crash
     silent: bool = False  # nothing received (server clock) since the reaper's cutoff
     process_gone: bool = False  # its process on this host exited, or its pid was reused
@@ -124,6 +127,7 @@ RULES: tuple[Rule, ...] = (
     rule(
         Event.HEARTBEAT, {S.SILENT}, "news, not active_sibling", S.ACTIVE, "revived", Effect.REFRESH
     ),
+    rule(Event.HEARTBEAT, FINISHED, "last_word", None, "noted", Effect.NOTE),
     rule(Event.HEARTBEAT, ABANDONED | FINISHED, "", None, "ignored", Effect.NOTHING),
     rule(Event.HEARTBEAT, {S.ABSENT}, "", None, "not_found", Effect.NOTHING),
     # An end's session: by id; by external id, the running (else the latest) of those that

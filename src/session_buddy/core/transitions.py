@@ -34,8 +34,8 @@ _ABANDON = (
 # What the rules look at, and what an answer repeats.
 _SESSION = (
     "SELECT session_id, event_id, status, end_reason, pid, hostname, started_us, "
-    "last_seen_us, received_us, external_id, component_name, duration_seconds, owner "
-    "FROM sessions"
+    "last_seen_us, received_us, external_id, component_name, duration_seconds, owner, "
+    "ended_us, activity_us FROM sessions"
 )
 
 
@@ -455,7 +455,9 @@ def record_heartbeat(
     state = _state(target)
     news = target is not None and (live or seen_us > target["last_seen_us"])
     sibling = state is State.SILENT and _active_sibling(tx, target)
-    facts = Facts(news=news, active_sibling=sibling, foreign=_foreign(target, actor))
+    last_word = _last_word(target, seen_us, activity, live)
+    foreign = _foreign(target, actor)
+    facts = Facts(news=news, active_sibling=sibling, last_word=last_word, foreign=foreign)
     decided = decide(state, Event.HEARTBEAT, facts)
     if decided.effect is Effect.REFUSE and target is not None:
         raise _refuse(target)
@@ -470,11 +472,25 @@ def record_heartbeat(
             "WHERE session_id = $3",
             (received_us, max(seen_us, target["last_seen_us"]), found_id, activity, detail),
         )
+    if decided.effect is Effect.NOTE:
+        tx.run(
+            "UPDATE sessions SET activity = $1, activity_us = $2, activity_detail = $3 "
+            "WHERE session_id = $4",
+            (activity, seen_us, detail, found_id),
+        )
     log_event(tx, received_us, "heartbeat", found_id, None, decided.outcome, _json(payload))
     if target is None:
         return HeartbeatOutcome(found_id or "", found=False)
     status = decided.to.value if decided.to is State.ACTIVE else str(target["status"])
     return HeartbeatOutcome(str(found_id), True, status)
+
+
+def _last_word(session: Row | None, seen_us: int, activity: str | None, live: bool) -> bool:
+    """Is this a dated activity from before the session ended, newer than its own?"""
+    if session is None or activity is None or live or session["ended_us"] is None:
+        return False
+    newer = session["activity_us"] is None or seen_us >= session["activity_us"]
+    return bool(newer and seen_us <= session["ended_us"])
 
 
 def _active_sibling(tx: Tx, session: Row | None) -> bool:
