@@ -9,8 +9,8 @@ For each payload it reads on stdin:
    keeps them), so that however often and whichever way it goes, it is one event;
 2. the destination is the server (`--server-url`, `$SESSION_BUDDY_SERVER_URL`), else the
    store (`--database-url`, `$SESSION_BUDDY_DATABASE_URL`, the default SQLite file);
-3. for a store, the hook relay delivers it (`hook_relay.py`: the payload goes unparsed
-   over a Unix socket to a process that has everything loaded) when one answers;
+3. the hook relay delivers it when one answers (`hook_relay.py`: the payload goes
+   unparsed over a Unix socket to a process that has everything loaded);
 4. else, with no older events of that destination in the spool, it is delivered now:
    one POST to the server's `/hooks/claude-code`, or one durable write into the store;
 5. otherwise (older events wait, or this one could not be delivered now) it goes through
@@ -79,17 +79,20 @@ def run(args: list[str]) -> str | None:
     if destination.startswith("stdio:"):
         return "session-buddy hook: it reports to an http(s) server or a database, not stdio"
     stamp = stamp_now()
-    relay = os.environ.get(config.RELAY_IDLE_ENV) != "0"
-    if relay and not destination.startswith(("http://", "https://")):
+    answer = None
+    if os.environ.get(config.RELAY_IDLE_ENV) != "0":
         from session_buddy.client import hook_relay
 
-        said = hook_relay.ask(destination, stamp, raw, within)
-        if said is not None:
-            return said
+        answer = hook_relay.ask(destination, stamp, raw, token=token, within=within)
+        if answer is not None and answer[0] == wire.DELIVERED:
+            return answer[1]
     payload = parsed(raw)
     if isinstance(payload, str):
         return payload
     stamped = payload | {wire.ORIGIN_KEY: origin_for(payload, stamp)}
+    if answer is not None:  # older events wait, or it could not go now: the courier
+        tried = None if answer[0] == "waiting" else _delivery(*answer)
+        return _by_courier(flags, destination, token, stamped, tried)
     if waiting(destination):
         return _by_courier(flags, destination, token, stamped, None)
     from session_buddy.client.hook_delivery import deliver
@@ -98,6 +101,12 @@ def run(args: list[str]) -> str | None:
     if delivered.outcome == wire.DELIVERED:
         return delivered.said
     return _by_courier(flags, destination, token, stamped, delivered)
+
+
+def _delivery(outcome: str, said: str) -> Delivery:
+    from session_buddy.client.hook_delivery import Delivery
+
+    return Delivery(outcome, said)
 
 
 def parsed(raw: bytes) -> dict[str, Any] | str:

@@ -1,11 +1,12 @@
-"""The hook relay: one process per user and store that keeps session-buddy loaded, so
-that a Claude Code command hook on the local store is a bare Python start and one
-exchange over a Unix socket, not a JSON parser, the state machine and a store opened on
-every event (`benchmarks/README.md` compares the designs).
+"""The hook relay: one process per user and destination that keeps session-buddy
+loaded, so that a Claude Code command hook is a bare Python start and one exchange over
+a Unix socket, not a JSON parser, the state machine and a store opened (or an HTTP
+client loaded) on every event (`benchmarks/README.md` compares the designs).
 
-The hook sends its stamp and Claude Code's payload, unparsed; the relay delivers them
-exactly as the hook would have (`hook_delivery.deliver`: one durable write), and only
-then answers. So an answered event is on disk, and the events of one Claude session,
+The hook sends its stamp, its deadline (and token) and Claude Code's payload, unparsed;
+the relay delivers them exactly as the hook would have (`hook_delivery.deliver`: one
+durable write into the store, kept open, or one POST to the server), and only then
+answers. So an answered event is on disk, and the events of one Claude session,
 sent one hook after the other, are written in that order. When no relay answers (none
 yet, one that died, one that hangs past the hook's deadline) the hook does the work
 itself, with the same stamp (a repeat changes nothing), and starts a relay for the next
@@ -35,6 +36,8 @@ FIELDS = (
     *("timestamp", "event_id", "pid", "username", "home", "hostname", "python_version"),
     "platform",
 )
+FRAME = (*FIELDS, "token", "within")  # the stamp, and how the relay is to deliver it
+SPARE_SECONDS = 0.1  # of the hook's deadline, for the exchange with the relay
 
 
 def socket_path(destination: str) -> str:
@@ -55,16 +58,21 @@ def _private(folder: str) -> bool:
 # The hook's half: standard library C modules only.
 
 
-def ask(destination: str, stamp: dict[str, Any], raw: bytes, within: float) -> str | None:
-    """Have the relay deliver one payload; what it says when it was delivered (or refused
-    for good), None when the hook must deliver it itself."""
+def ask(
+    destination: str, stamp: dict[str, Any], raw: bytes, *, token: str | None, within: float
+) -> tuple[str, str] | None:
+    """Have the relay deliver one payload within `within` s: (outcome, what to say), or
+    None when no relay answers and the hook must deliver it itself. A relay that does
+    not answer in time is stopped (the next hook starts another) and the answer is
+    `transient`: the time is spent, the hook spools the event."""
     import _socket
 
     path = socket_path(destination)
     if not _private(os.path.dirname(path)):
         start(destination)
         return None
-    line = "\t".join(f"{name}={_flat(stamp.get(name, ''))}" for name in FIELDS)
+    given = stamp | {"token": token or "", "within": max(0.05, within - SPARE_SECONDS)}
+    line = "\t".join(f"{name}={_flat(given.get(name, ''))}" for name in FRAME)
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     connection.settimeout(within)
     try:
@@ -80,16 +88,28 @@ def ask(destination: str, stamp: dict[str, Any], raw: bytes, within: float) -> s
     try:
         connection.sendall(line.encode() + b"\n" + raw)
         connection.shutdown(_socket.SHUT_WR)
-        while chunk := connection.recv(MAX_REPLY):
+        while len(reply) <= MAX_REPLY and (chunk := connection.recv(MAX_REPLY)):
             reply += chunk
-            if len(reply) > MAX_REPLY:
-                return None
-    except OSError:  # a timeout too: the hook delivers it itself, as the same event
+    except TimeoutError:
+        _stop(path)
+        return wire.TRANSIENT, f"the hook relay did not answer within {within:g} s"
+    except OSError:
         return None
     finally:
         connection.close()
     outcome, _, said = reply.decode(errors="replace").rstrip("\n").partition("\t")
-    return said if outcome in (wire.DELIVERED, wire.REFUSED) else None
+    return (outcome, said) if outcome else None
+
+
+def _stop(path: str) -> None:
+    """Stop a relay that hangs (its pid is in its lock file)."""
+    import signal
+
+    try:
+        with open(f"{path}.lock", encoding="ascii") as lock:
+            os.kill(int(lock.read().strip()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
 
 
 def _flat(value: object) -> str:
@@ -166,7 +186,7 @@ def serve(destination: str) -> None:
 def _answer(connection: Any, destination: str) -> None:
     from session_buddy.client.claude_hook import HOOK_TIMEOUT
 
-    connection.settimeout(HOOK_TIMEOUT)
+    connection.settimeout(HOOK_TIMEOUT)  # to read the request; the reply waits for the work
     received = b""
     try:
         while chunk := connection.recv(1 << 16):
@@ -187,14 +207,19 @@ def relayed(destination: str, line: str, raw: bytes) -> tuple[str, str]:
 
     if claude_hook.waiting(destination):
         return "waiting", "older events wait in the spool"
-    stamp: dict[str, Any] = dict(field.partition("=")[::2] for field in line.split("\t"))
-    stamp["pid"] = int(stamp["pid"]) if stamp.get("pid", "").isdigit() else None
+    given: dict[str, str] = dict(field.partition("=")[::2] for field in line.split("\t"))
+    stamp: dict[str, Any] = {name: given.get(name, "") for name in FIELDS}
+    stamp["pid"] = int(stamp["pid"]) if stamp["pid"].isdigit() else None
     payload = claude_hook.parsed(raw)
     if isinstance(payload, str):
         return wire.REFUSED, payload
     stamped = payload | {wire.ORIGIN_KEY: claude_hook.origin_for(payload, stamp)}
-    within = claude_hook.HOOK_TIMEOUT
-    delivered = deliver(destination, stamped, token=None, within=within, keep_open=True)
+    try:
+        within = float(given.get("within") or claude_hook.HOOK_TIMEOUT)
+    except ValueError:
+        within = claude_hook.HOOK_TIMEOUT
+    token = given.get("token") or None
+    delivered = deliver(destination, stamped, token=token, within=within, keep_open=True)
     return delivered.outcome, delivered.said
 
 
