@@ -1,15 +1,16 @@
 """Real Claude Code, `claude -p "Say hi"` against the stand-in Messages API
-(tests/claude_standin.py), with no hooks, with the README's default hooks (the local
-store: `claude-code install`; and the same without the hook relay) and with the
-README's server setup (`claude-code install
---server-url URL --http-activity`); also all command hooks to a server. Interleaved
-rounds in one run, so that noise hits every setup alike; prints each setup's median run
-and the time it adds to a run without hooks, beside `python -c pass`.
+(tests/claude_standin.py): with no hooks; with the hooks `claude-code install` sets,
+each running `true` (Claude Code's own cost of a command hook: the floor under any
+hook); with the README's default (the local store, through the hook relay, and the same
+without the relay); with the README's server setup (`install --server-url URL`) and with
+`--http-activity`. Interleaved rounds in one run, so that noise hits every setup alike;
+prints each setup's median run and the time it adds to a run without hooks, beside
+`python -c pass`.
 
-Then 6 Claude sessions at once on the local store: each run's wall time, and the longest
-single hook call among 6 hook processes started at once (each a different session).
+Then 6 Claude sessions at once on the local store (the slowest run, beside 6 without
+hooks), and the longest of 6 hook calls started at once (each a different session).
 
-Usage: python benchmarks/bench_claude_code.py [--rounds 9]
+Usage: python benchmarks/bench_claude_code.py [--rounds 15]
 Needs Claude Code (`make claude`).
 """
 
@@ -35,6 +36,7 @@ from claude_standin import (  # noqa: E402
     claude_home,
     stand_in_api,
 )
+from session_buddy.client.claude_settings import EVENTS  # noqa: E402
 
 API_KEY = "sk-ant-stand-in-0123456789abcdefghij"
 SESSION_BUDDY = str(Path(sys.executable).with_name("session-buddy"))
@@ -54,6 +56,15 @@ def home_for(root: Path, name: str, api: StandIn, *install: str) -> dict[str, st
             check=True,
             capture_output=True,
         )
+    return env
+
+
+def hooks_doing_nothing(root: Path, api: StandIn) -> dict[str, str]:
+    """A home whose hooks (the events `install` sets) run `true`: what Claude Code itself
+    spends on a command hook, the floor under any hook."""
+    env = home_for(root, "true", api)
+    hooks = {event: [{"hooks": [{"type": "command", "command": "true"}]}] for event in EVENTS}
+    (Path(env["HOME"]) / ".claude" / "settings.json").write_text(json.dumps({"hooks": hooks}))
     return env
 
 
@@ -140,13 +151,16 @@ def main(rounds: int) -> None:
         url = f"http://127.0.0.1:{port}/mcp"
         setups = {
             "no hooks": home_for(root, "none", api),
+            "the same hooks running `true`": hooks_doing_nothing(root, api),
             "README default (local store)": home_for(root, "local", api, "--scope", "user"),
             "default, no relay": home_for(root, "direct", api, "--scope", "user")
             | {"SESSION_BUDDY_RELAY_IDLE": "0"},  # each hook writes the store itself
-            "README server setup (HTTP activity)": home_for(
+            "server, --http-activity": home_for(
                 root, "server", api, "--server-url", url, "--http-activity"
             ),
-            "server, command hooks only": home_for(root, "commands", api, "--server-url", url),
+            "README server setup (--server-url)": home_for(
+                root, "commands", api, "--server-url", url
+            ),
         }
         floor = percentile(wall_times([sys.executable, "-c", "pass"], dict(os.environ), 30), 0.5)
         with http_server(server_env, port):
@@ -186,5 +200,5 @@ def main(rounds: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     main(parser.parse_args().rounds)

@@ -64,6 +64,7 @@ def main(runs: int) -> None:
             remote = [*hook, "--server-url", f"{base}/mcp"]
             report("hook SessionStart, server", wall_times(remote, env, runs, start), floor)
             report("hook Stop, server", wall_times(remote, env, runs, stop), floor)
+            report("hook Stop, server, no relay", wall_times(remote, alone, runs, stop), floor)
             with httpx2.Client(base_url=base) as client:
                 health, endpoint = [], []
                 for _ in range(max(runs, 200)):  # interleaved: noise hits both alike
