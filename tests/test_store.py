@@ -148,7 +148,7 @@ async def test_a_version_1_database_upgrades_with_its_sessions(
         versions = await manager.store.read(
             lambda tx: tx.all("SELECT version FROM schema_migrations ORDER BY version")
         )
-        assert [row["version"] for row in versions] == [1, 2, 3, 4, 5]
+        assert [row["version"] for row in versions] == list(range(1, LATEST_VERSION + 1))
         await manager.store.write(
             lambda tx: tx.run(
                 "UPDATE sessions SET pid = NULL WHERE session_id = 'old-20260101-000000'"

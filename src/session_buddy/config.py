@@ -27,11 +27,14 @@ TOKEN_FILE_ENV = "SESSION_BUDDY_TOKEN_FILE"
 SPOOL_ENV = "SESSION_BUDDY_SPOOL"
 SPOOL_MAX_ENV = "SESSION_BUDDY_SPOOL_MAX"
 RETENTION_ENV = "SESSION_BUDDY_RETENTION"
+PUBLIC_URL_ENV = "SESSION_BUDDY_PUBLIC_URL"  # the dashboard's address, for links in alerts
+ALERT_RATE_ENV = "SESSION_BUDDY_ALERT_RATE"  # notices per channel and minute
 RELAY_IDLE_ENV = "SESSION_BUDDY_RELAY_IDLE"  # seconds a Claude Code hook relay waits idle
 
 DEFAULT_ABANDON_AFTER_SECONDS = 24 * 3600.0
 DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
+DEFAULT_ALERT_RATE = 20
 
 
 _SPAN = r"(\d+)\s*(s|m|min|h|d|w)"
@@ -108,11 +111,15 @@ def spool_path(environ: Mapping[str, str] = os.environ) -> str:
 
 def spool_max(environ: Mapping[str, str] = os.environ) -> int:
     """$SESSION_BUDDY_SPOOL_MAX: records kept per destination."""
-    given = environ.get(SPOOL_MAX_ENV)
+    return _whole_number(environ, SPOOL_MAX_ENV, DEFAULT_SPOOL_MAX)
+
+
+def _whole_number(environ: Mapping[str, str], name: str, default: int) -> int:
+    given = environ.get(name)
     try:
-        return int(given) if given else DEFAULT_SPOOL_MAX
+        return int(given) if given else default
     except ValueError as exc:
-        raise ValueError(f"{SPOOL_MAX_ENV}={given!r}: use a whole number") from exc
+        raise ValueError(f"{name}={given!r}: use a whole number") from exc
 
 
 def token_of(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -137,6 +144,7 @@ def read_token_file(path: str) -> str:
 _FIELDS = (
     *("database_url", "spool_path", "sqlite_synchronous", "abandon_after", "reap_interval"),
     *("log_level", "secret", "server_url", "token", "spool_max", "retention"),
+    *("public_url", "alert_rate"),
 )
 
 
@@ -159,6 +167,8 @@ class Settings:
         token: str | None = None,
         spool_max: int = DEFAULT_SPOOL_MAX,
         retention: timedelta | None = None,  # the server prunes sessions quiet this long
+        public_url: str | None = None,  # where people reach the dashboard (links in alerts)
+        alert_rate: int = DEFAULT_ALERT_RATE,  # notices per channel and minute, at most
     ) -> None:
         self.database_url = database_url
         self.spool_path = spool_path
@@ -173,6 +183,8 @@ class Settings:
         self.token = token
         self.spool_max = spool_max
         self.retention = retention
+        self.public_url = public_url
+        self.alert_rate = alert_rate
 
     def __repr__(self) -> str:
         shown = (f"{name}={getattr(self, name)!r}" for name in _FIELDS if name != "secret")
@@ -200,6 +212,8 @@ class Settings:
             spool_path=Path(spool_path(environ)),
             spool_max=spool_max(environ),
             retention=_retention(environ.get(RETENTION_ENV)),
+            public_url=(environ.get(PUBLIC_URL_ENV) or "").rstrip("/") or None,
+            alert_rate=_whole_number(environ, ALERT_RATE_ENV, DEFAULT_ALERT_RATE),
         )
 
     def with_flags(self, **flags: Any) -> Settings:

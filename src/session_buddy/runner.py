@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 
 from session_buddy import __version__
+from session_buddy.app.alerting import AlertWorker
 from session_buddy.app.auth import TokenAuthority
 from session_buddy.app.metrics import COMPONENT_LABELS, SessionMetrics
 from session_buddy.app.service import SessionService
@@ -91,13 +92,23 @@ async def reap_periodically(
 
 
 @contextlib.asynccontextmanager
-async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
-    """The service with its store open and its reaper running; closes both on exit."""
+async def running_service(
+    settings: Settings, link_base: str | None = None
+) -> AsyncIterator[SessionService]:
+    """The service with its store open, its reaper and its alert worker running; closes
+    them all on exit. `link_base`: the dashboard's address, for links in alerts."""
     manager = SessionLifecycleManager(settings=settings)
     frequent = await manager.most_frequent_components(COMPONENT_LABELS)  # opens a reader now
     reaper = asyncio.create_task(
         reap_periodically(manager, settings.reap_interval, settings.retention), name="reaper"
     )
+    worker = AlertWorker(
+        manager.store,
+        manager.clock,
+        link_base=settings.public_url or link_base,
+        rate_per_minute=settings.alert_rate,
+    )
+    alerting = asyncio.create_task(worker.run(), name="alerts")
     service = SessionService(
         manager,
         authority=TokenAuthority.from_secret(settings.secret),
@@ -110,9 +121,10 @@ async def running_service(settings: Settings) -> AsyncIterator[SessionService]:
     try:
         yield service
     finally:
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        for task in (reaper, alerting):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await manager.close()  # queued writes commit before the store closes
         logger.info("session store closed")
 
@@ -195,37 +207,43 @@ async def serve_http(
         BoundedH11Protocol,
     )
 
-    async with running_service(settings) as service:
-        app = build_http_app(
-            service,
-            build_mcp_server(service),
-            bind_host=host,
-            allowed_hosts=allowed_hosts,
-            stateless=stateless,
-        )
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            access_log=False,
-            log_config=None,
-            lifespan="on",
-            http=BoundedH11Protocol,
-            timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        )
-        listening = bind(host, port)
-        logger.info(
-            "session-buddy serving MCP on http://%s:%d/mcp, database %s",
-            host,
-            listening.getsockname()[1],
-            without_password(settings.database_url),
-        )
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into
-        # the handler it found. Give it a no-op one, so the store still closes after it.
-        previous = {sig: signal.signal(sig, _ignore_signal) for sig in _STOP_SIGNALS}
-        try:
-            await uvicorn.Server(config).serve(sockets=[listening])
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    listening = bind(host, port)
+    port = listening.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    link_base = None if host in ("0.0.0.0", "::") else f"http://{shown}:{port}"
+    try:
+        async with running_service(settings, link_base) as service:
+            app = build_http_app(
+                service,
+                build_mcp_server(service),
+                bind_host=host,
+                allowed_hosts=allowed_hosts,
+                stateless=stateless,
+            )
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                access_log=False,
+                log_config=None,
+                lifespan="on",
+                http=BoundedH11Protocol,
+                timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            )
+            logger.info(
+                "session-buddy serving MCP on http://%s:%d/mcp, database %s",
+                host,
+                port,
+                without_password(settings.database_url),
+            )
+            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
+            # into the handler it found. Give it a no-op one, so the store still closes.
+            previous = {sig: signal.signal(sig, _ignore_signal) for sig in _STOP_SIGNALS}
+            try:
+                await uvicorn.Server(config).serve(sockets=[listening])
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+    finally:
+        listening.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
+from session_buddy.core import alerts
 from session_buddy.core.errors import NotOwner
 from session_buddy.core.records import SessionOrigin
 from session_buddy.core.rules import Effect, Event, Facts, Rule, State, decide, state_of
@@ -406,6 +407,8 @@ def end_session(tx: Tx, end: SessionEnd, received_us: int) -> EndOutcome:
             ),
         )
         assert updated is not None  # the row is locked since it was read
+        if status is SessionStatus.CRASHED:
+            alerts.raise_for_session(tx, "crashed", session_id, reason, received_us)
         outcome = EndOutcome(
             session_id,
             found=True,
@@ -478,6 +481,8 @@ def record_heartbeat(
             "WHERE session_id = $4",
             (activity, seen_us, detail, found_id),
         )
+    if activity == "failing" and decided.effect in (Effect.REFRESH, Effect.NOTE):
+        alerts.raise_for_session(tx, "failing", str(found_id), detail, received_us)
     log_event(tx, received_us, "heartbeat", found_id, None, decided.outcome, _json(payload))
     if target is None:
         return HeartbeatOutcome(found_id or "", found=False)
@@ -515,6 +520,7 @@ def _abandon(
     if not tx.run(f"{_ABANDON}{guard}", (reason, session_id, *params)):
         return False
     log_event(tx, now_us, "reap", session_id, None, "abandoned", _json(reason))
+    alerts.raise_for_session(tx, "abandoned", session_id, reason, now_us)
     return True
 
 

@@ -197,6 +197,58 @@ MIGRATIONS += (
     ),
 )
 
+# Alerts (core/alerts.py): the rules every server shares; one open alert per rule and
+# subject (a session, or a component) until it clears; an outbox row per alert, kind and
+# channel, written in the transaction that raised it and taken by one server at a time.
+MIGRATIONS += (
+    Migration(
+        6,
+        "alert rules, alerts and their outbox",
+        (
+            """CREATE TABLE alert_rules (
+                name TEXT PRIMARY KEY,
+                condition TEXT NOT NULL,
+                for_seconds DOUBLE PRECISION,
+                below DOUBLE PRECISION,
+                factor DOUBLE PRECISION,
+                component_name TEXT,
+                hostname TEXT,
+                username TEXT,
+                cwd_prefix TEXT,
+                channels TEXT NOT NULL,
+                resolved INTEGER NOT NULL,
+                created_us BIGINT NOT NULL
+            )""",
+            """CREATE TABLE alerts (
+                id {id},
+                rule_name TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                condition TEXT NOT NULL,
+                opened_us BIGINT NOT NULL,
+                cleared_us BIGINT,
+                facts TEXT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX alerts_open ON alerts (rule_name, subject) "
+            "WHERE cleared_us IS NULL",
+            """CREATE TABLE alert_outbox (
+                id {id},
+                alert_id BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                created_us BIGINT NOT NULL,
+                due_us BIGINT NOT NULL,
+                attempts INTEGER NOT NULL,
+                claimed_by TEXT,
+                claimed_until_us BIGINT,
+                delivered_us BIGINT,
+                last_error TEXT
+            )""",
+            "CREATE INDEX alert_outbox_due ON alert_outbox (due_us) WHERE delivered_us IS NULL",
+            "CREATE INDEX alert_outbox_by_alert ON alert_outbox (alert_id, id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
