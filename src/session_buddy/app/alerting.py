@@ -31,8 +31,9 @@ EVALUATE_SECONDS = 1.0
 POLL_SECONDS = 0.25
 TYPICAL_SECONDS = 300.0  # how often each component's p90 is read again
 FORGET_SECONDS = 3600.0  # how often old alerts and delivered notices are deleted
-LEASE_US = 120_000_000  # a claimed row is another server's to take after this
+LEASE_US = 60_000_000  # a claimed row is another server's to take after this
 BACKOFF_CAP_SECONDS = 30.0
+CLAIM = 4  # rows taken at once: sent one after the other, well within the lease
 _US = 1_000_000
 
 _SAYS = {
@@ -54,6 +55,8 @@ def notice(
     title = f"session-buddy: {subject} {says}"
     if kind == "resolved":
         title = f"session-buddy: resolved: {subject} {says}"
+    elif kind == "test":
+        title = f"session-buddy: a test of the alert rule {rule_name}"
     lines = [str(facts.get("reason") or says), f"rule: {rule_name}"]
     where = [
         f"{label}: {facts[name]}"
@@ -162,7 +165,7 @@ class AlertWorker:
         if not self.rules or not await self.store.read(lambda tx: alerts.anything_due(tx, now)):
             return 0
         owner = self.owner
-        claimed = await self.store.write(lambda tx: alerts.claim(tx, owner, now, LEASE_US))
+        claimed = await self.store.write(lambda tx: alerts.claim(tx, owner, now, LEASE_US, CLAIM))
         done = 0
         for delivery in claimed:
             done += await self._deliver_one(delivery)

@@ -60,7 +60,15 @@ def mask(url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else "?"
     host = _shown_host(url)
     fingerprint = hashlib.sha256(url.encode()).hexdigest()[:4]
-    return f"{scheme}://{'***@' if host and '@' in url else ''}{host or ''}/*** #{fingerprint}"
+    if host is None:
+        return f"{scheme}://*** #{fingerprint}"
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = None
+    server = f"[{host}]" if ":" in host else host
+    shown = f"{'***@' if '@' in url else ''}{server}{f':{port}' if port else ''}"
+    return f"{scheme}://{shown}/*** #{fingerprint}"
 
 
 def scrub(text: str, url: str) -> str:

@@ -15,9 +15,11 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
 
-from session_buddy.app.auth import READ_SCOPE, WRITE_SCOPE, Caller, actor_of
+from session_buddy.app import alert_rules
+from session_buddy.app.auth import ADMIN_SCOPE, READ_SCOPE, WRITE_SCOPE, Caller, actor_of
 from session_buddy.app.service import EXTERNAL_ID_MAX, SessionService
 from session_buddy.core import Actor
+from session_buddy.core.alerts import CONDITIONS
 from session_buddy.core.errors import InvalidArgument, plain_text
 from session_buddy.core.queries import DEFAULT_PAGE
 from session_buddy.core.records import FILTER_COLUMNS, StatsGroup, record_types
@@ -264,6 +266,35 @@ async def _health(
     return await service.health()
 
 
+async def _list_alert_rules(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
+    return await alert_rules.list_rules(service)
+
+
+async def _add_alert_rule(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
+    return await alert_rules.add_rule(service, arguments)
+
+
+async def _remove_alert_rule(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
+    return await alert_rules.remove_rule(service, arguments)
+
+
+async def _test_alert_rule(
+    service: SessionService, arguments: dict[str, Any], actor: Actor | None
+) -> dict[str, Any]:
+    return await alert_rules.test_rule(service, arguments)
+
+
+def _echo_name(arguments: dict[str, Any]) -> dict[str, Any]:
+    given = arguments.get("name")
+    return {"name": given if isinstance(given, str) else ""}
+
+
 @dataclass(frozen=True)
 class Argument:
     name: str
@@ -414,6 +445,59 @@ TOOLS: dict[str, Tool] = {
             (Argument("session_id", "string", "The session's id"),),
             _session_events,
             lambda arguments: _echo_session_id(arguments) | {"events": []},
+        ),
+        Tool(
+            "list_alert_rules",
+            "The alert rules, each with its open alerts and undelivered notices; channel "
+            "URLs masked.",
+            READ_SCOPE,
+            alert_rules.RuleList,
+            (),
+            _list_alert_rules,
+            lambda arguments: {"rules": []},
+        ),
+        Tool(
+            "add_alert_rule",
+            "Add a rule that notifies Apprise channels when sessions need someone: waiting "
+            "(for input, for_seconds, default 60), failing, crashed, abandoned, stuck (longer "
+            "than factor x its component's p90, or working but silent for_seconds), "
+            "crash-rate (crash-free % of the last hour below `below`).",
+            ADMIN_SCOPE,
+            alert_rules.RuleChange,
+            (
+                Argument("name", "string", "The rule's name: letters, digits, . _ -"),
+                Argument("condition", "string", ", ".join(CONDITIONS)),
+                Argument("channels", "array", "Apprise URLs, 1 to 10 (secrets: never shown)"),
+                Argument("for_seconds", "number", "waiting: seconds; stuck: seconds silent"),
+                Argument("factor", "number", "stuck: times the p90 (default 3)"),
+                Argument("below", "number", "crash-rate: crash-free percent (default 95)"),
+                Argument("component_name", "string", "Only sessions of this component"),
+                Argument("hostname", "string", "Only sessions on this host"),
+                Argument("username", "string", "Only sessions of this user"),
+                Argument("cwd_prefix", "string", "Only sessions in this directory or below"),
+                Argument("resolved", "boolean", "Also notify when the condition clears"),
+                Argument("replace", "boolean", "Replace a rule of the same name"),
+            ),
+            _add_alert_rule,
+            _echo_name,
+        ),
+        Tool(
+            "remove_alert_rule",
+            "Remove an alert rule; its open alerts clear without notice.",
+            ADMIN_SCOPE,
+            alert_rules.RuleChange,
+            (Argument("name", "string", "The rule's name"),),
+            _remove_alert_rule,
+            _echo_name,
+        ),
+        Tool(
+            "test_alert_rule",
+            "Send a test notice through every channel of a rule now; says which took it.",
+            ADMIN_SCOPE,
+            alert_rules.RuleTest,
+            (Argument("name", "string", "The rule's name"),),
+            _test_alert_rule,
+            _echo_name,
         ),
         Tool(
             "health_check",

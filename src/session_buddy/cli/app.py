@@ -144,9 +144,11 @@ def transport_options(timeout: float) -> Callable[[F], F]:
     return apply
 
 
-def read_tool(target: Target, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """One read tool call: over MCP to the target's server (with its token), else on the
-    store itself, opened read-only. An error result exits 1."""
+def read_tool(
+    target: Target, tool: str, arguments: dict[str, Any], *, read_only: bool = True
+) -> dict[str, Any]:
+    """One tool call: over MCP to the target's server (with its token), else on the
+    store itself, opened read-only unless the tool writes. An error result exits 1."""
     if target.server_url:
         result = _ask_server(target, tool, arguments)
     else:
@@ -155,7 +157,7 @@ def read_tool(target: Target, tool: str, arguments: dict[str, Any]) -> dict[str,
         result = run_with_service(
             target.database_url,
             lambda service: call_tool(service, tool, arguments),
-            read_only=True,
+            read_only=read_only,
         )
     if result.get("status") == "error":
         raise click.ClickException(str(result.get("error")))
