@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+
 from mcp_helpers import free_port
 
 

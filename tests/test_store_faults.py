@@ -4,8 +4,6 @@ failing job, a writer that dies, a full disk, a table dropped under a running se
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -174,20 +172,6 @@ async def test_a_dead_writer_fails_writes_at_once_and_health_says_so(tmp_path: P
     assert health["status"] == "degraded" and "writes fail" in health["reason"]
     assert health["active_sessions"] == 1  # what was stored is still there
     await asyncio.wait_for(manager.close(), 5)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB filesystem of its own (tmpfs; needs root, as CI has)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 async def test_a_full_disk_degrades_health_until_a_write_succeeds(small_disk: Path) -> None:

@@ -33,6 +33,7 @@ TYPICAL_SECONDS = 300.0  # how often each component's p90 is read again
 FORGET_SECONDS = 3600.0  # how often old alerts and delivered notices are deleted
 LEASE_US = 60_000_000  # a claimed row is another server's to take after this
 BACKOFF_CAP_SECONDS = 30.0
+STORE_CALM_SECONDS = 10.0  # a failing store is well again after this long without failing
 CLAIM = 4  # rows taken at once: sent one after the other, well within the lease
 _US = 1_000_000
 
@@ -120,6 +121,7 @@ class AlertWorker:
         self.typical: dict[str, float] = {}
         self._typical_at = self._forgot_at = -1e18
         self.store_trouble: str | None = None  # the store failure told, until it clears
+        self._troubled_at = 0.0
         self._store_notices: list[tuple[str, str, str, str]] = []  # (channel, title, body, key)
 
     async def run(self) -> None:
@@ -200,12 +202,16 @@ class AlertWorker:
         return 0
 
     async def _store_failing(self, trouble: str | None) -> None:
-        """Tell every channel once when the store starts failing, and once when it is
-        well again (from memory: the outbox is in the failing store)."""
-        if trouble is not None and self.store_trouble is None:
-            self.store_trouble = trouble
-            self._queue_store_notice("session-buddy: the session store is failing", trouble)
-        elif trouble is None and self.store_trouble is not None:
+        """Tell every channel once when the store starts failing, and once when it has
+        been well for STORE_CALM_SECONDS (a store that fails on and off is one failure),
+        from memory: the outbox is in the failing store."""
+        now = time.monotonic()
+        if trouble is not None:
+            self._troubled_at = now
+            if self.store_trouble is None:
+                self.store_trouble = trouble
+                self._queue_store_notice("session-buddy: the session store is failing", trouble)
+        elif self.store_trouble is not None and now - self._troubled_at >= STORE_CALM_SECONDS:
             self.store_trouble = None
             self._queue_store_notice("session-buddy: the session store works again", "")
         await self._send_store_notices()
