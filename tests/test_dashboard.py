@@ -289,3 +289,56 @@ def test_a_secured_dashboard_asks_for_a_token(browser: Browser, tmp_path: Path) 
         assert page.url == f"{base}/sessions" and minted not in page.url
         shoot(page, "unlocked-sessions")
         assert seen == []
+
+
+async def waiting_session(url: str, claude_id: str) -> str:
+    """A Claude Code session that waits for input now."""
+    async with SessionLifecycleManager(url) as manager:
+        service = SessionService(manager)
+        event = start_payload(
+            component_name="claude-code", pid=None, timestamp=format_micros(now_micros())
+        )
+        event["metadata"] = {"external_id": claude_id}
+        session_id = str((await service.start(event)).session_id)
+        await manager.heartbeat(None, None, activity="waiting_for_input", external_id=claude_id)
+        return session_id
+
+
+# The browser's Notification API, recording what the page shows (headless Chromium has
+# no notification centre to look at).
+RECORD_NOTIFICATIONS = """
+window.shownNotifications = [];
+window.Notification = class {
+  constructor(title, options) { window.shownNotifications.push([title, options.body]); }
+  static get permission() { return "granted"; }
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+"""
+
+
+def test_the_title_counts_who_needs_you_and_notifies_when_asked(
+    browser: Browser, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    first = in_a_thread(waiting_session(url, "first"))
+    with http_server(url) as (base, _):
+        context = browser.new_context()
+        context.add_init_script(RECORD_NOTIFICATIONS)
+        page = context.new_page()
+        page.goto(f"{base}/sessions")
+        assert page.title() == "(1) session-buddy: sessions"
+        assert page.locator("#needs-you").inner_text() == "1 needs you"
+        assert page.locator("#notify").inner_text() == "Notify me"
+        page.locator("#notify").click()
+        assert page.locator("#notify").inner_text() == "Notifications on"
+        second = in_a_thread(waiting_session(url, "second"))
+        for _ in range(60):  # the page refreshes every 5 s
+            if page.evaluate("window.shownNotifications.length"):
+                break
+            page.wait_for_timeout(200)
+        [[title, body]] = page.evaluate("window.shownNotifications")
+        assert title == "session-buddy: 1 session needs you" and body == second
+        assert page.title() == "(2) session-buddy: sessions"
+        assert page.locator("#needs-you").inner_text() == "2 need you"
+        assert first not in body  # told once, when it began to wait
+        context.close()

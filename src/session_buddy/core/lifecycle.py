@@ -185,6 +185,10 @@ class SessionLifecycleManager:
     async def active_count(self) -> int:
         return await self.store.read(queries.count_active)
 
+    async def needing_someone(self, limit: int = 50) -> list[str]:
+        """Ids of the active sessions waiting for input or failing, longest first."""
+        return await self.store.read(lambda tx: queries.needing_someone(tx, limit))
+
     async def list_sessions(
         self,
         *,

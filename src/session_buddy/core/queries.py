@@ -71,6 +71,19 @@ def count_active(tx: Tx) -> int:
     return int(row["n"]) if row else 0
 
 
+NEEDS_SOMEONE = ("waiting_for_input", "failing")
+
+
+def needing_someone(tx: Tx, limit: int) -> list[str]:
+    """Active sessions waiting for input or failing, longest first (at most `limit`)."""
+    rows = tx.all(
+        "SELECT session_id FROM sessions WHERE activity IN ($1, $2) AND status = 'active' "
+        "ORDER BY activity_us, session_id LIMIT $3",
+        (*NEEDS_SOMEONE, limit),
+    )
+    return [str(row["session_id"]) for row in rows]
+
+
 @dataclass(frozen=True)
 class SessionFilter:
     """Validated list_sessions arguments; times are UTC microseconds."""

@@ -106,7 +106,7 @@ def register_dashboard(server: Any, service: SessionService) -> None:
             return HTMLResponse(locked, status_code=401, headers=SECURITY_HEADERS)
         began = time.perf_counter()
         try:
-            html = await page(request)
+            html = await page(request, await service.manager.needing_someone())
         except InvalidArgument as exc:
             return _problem(400, str(exc))
         except StoreUnavailable as exc:
@@ -118,14 +118,14 @@ def register_dashboard(server: Any, service: SessionService) -> None:
         spent = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"  # server time, for people
         return HTMLResponse(html, headers=SECURITY_HEADERS | {"Server-Timing": spent})
 
-    async def overview(request: Request) -> str:
-        return await _overview(service, request)
+    async def overview(request: Request, needs_you: list[str]) -> str:
+        return await _overview(service, request, needs_you)
 
-    async def sessions(request: Request) -> str:
-        return await _sessions(service, request)
+    async def sessions(request: Request, needs_you: list[str]) -> str:
+        return await _sessions(service, request, needs_you)
 
-    async def detail(request: Request) -> str:
-        return await _detail(service, request)
+    async def detail(request: Request, needs_you: list[str]) -> str:
+        return await _detail(service, request, needs_you)
 
     for path, page in (
         ("/", overview),
@@ -196,7 +196,7 @@ def _bucket_label(bucket: str) -> Any:
     return label
 
 
-async def _overview(service: SessionService, request: Request) -> str:
+async def _overview(service: SessionService, request: Request, needs_you: list[str]) -> str:
     filters = {k: v for k, v in _filters(request).items() if k in GROUP_KEYS}
     window, since, until = _window(request)
     bucket = "hour" if window == "24h" else "day"
@@ -215,6 +215,7 @@ async def _overview(service: SessionService, request: Request) -> str:
         .render(
             page="overview",
             version=__version__,
+            needs_you=needs_you,
             filters=filters,
             query=urlencode(filters),
             window=window,
@@ -249,7 +250,7 @@ def _crash_free(group: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _sessions(service: SessionService, request: Request) -> str:
+async def _sessions(service: SessionService, request: Request, needs_you: list[str]) -> str:
     filters = _filters(request)
     cursor = request.query_params.get("cursor") or None
     page = await service.list_sessions(**filters, limit=PAGE, cursor=cursor)
@@ -262,6 +263,7 @@ async def _sessions(service: SessionService, request: Request) -> str:
         .render(
             page="sessions",
             version=__version__,
+            needs_you=needs_you,
             filters=filters,
             statuses=("active", "ended", "crashed", "abandoned"),
             sessions=page["sessions"],
@@ -271,7 +273,7 @@ async def _sessions(service: SessionService, request: Request) -> str:
     )
 
 
-async def _detail(service: SessionService, request: Request) -> str:
+async def _detail(service: SessionService, request: Request, needs_you: list[str]) -> str:
     session_id = request.path_params["session_id"]
     record = await service.get_session(session_id)
     after = request.query_params.get("events_after", "0")
@@ -294,6 +296,7 @@ async def _detail(service: SessionService, request: Request) -> str:
         .render(
             page="detail",
             version=__version__,
+            needs_you=needs_you,
             record=record,
             found=record.get("status") != "not_found",
             events=events,

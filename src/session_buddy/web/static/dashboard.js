@@ -1,10 +1,13 @@
 // session-buddy dashboard: the token of a secured server (session storage, sent as a
 // header, never in a URL), a refresh every few seconds that keeps filters and scroll,
-// and sortable tables. The pages work without it.
+// sortable tables, and (opt-in) a browser notification when a session starts to need
+// someone. The pages work without it.
 "use strict";
 
 const TOKEN_KEY = "session-buddy-token";
+const NOTIFY_KEY = "session-buddy-notify";
 const REFRESH_MS = 5000;
+let seenNeeding = null; // ids that needed someone at the last look
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY);
@@ -25,6 +28,49 @@ function swap(doc) {
   main.replaceWith(fresh);
   document.title = doc.title;
   wire();
+  showNeeding();
+}
+
+function notifying() {
+  return localStorage.getItem(NOTIFY_KEY) === "on" && "Notification" in window &&
+    Notification.permission === "granted";
+}
+
+// The "needs you" count in the header, and a notification for each session that has
+// started to need someone since the last look.
+function showNeeding() {
+  const main = document.getElementById("main");
+  const ids = ((main && main.dataset.needsYou) || "").split(" ").filter(Boolean);
+  const badge = document.getElementById("needs-you");
+  if (badge) {
+    badge.hidden = ids.length === 0;
+    badge.textContent = ids.length + (ids.length === 1 ? " needs" : " need") + " you";
+  }
+  const fresh = seenNeeding === null ? [] : ids.filter((id) => !seenNeeding.has(id));
+  if (fresh.length && notifying()) {
+    const title = "session-buddy: " + fresh.length + (fresh.length === 1 ? " session needs" : " sessions need") + " you";
+    new Notification(title, { body: fresh.join("\n"), tag: "session-buddy-needs-you" });
+  }
+  seenNeeding = new Set(ids);
+}
+
+function wireNotify() {
+  const button = document.getElementById("notify");
+  if (!button || !("Notification" in window) || Notification.permission === "denied") return;
+  const label = () => {
+    button.textContent = notifying() ? "Notifications on" : "Notify me";
+    button.setAttribute("aria-pressed", notifying() ? "true" : "false");
+  };
+  button.hidden = false;
+  label();
+  button.addEventListener("click", async () => {
+    if (notifying()) {
+      localStorage.removeItem(NOTIFY_KEY);
+    } else if ((await Notification.requestPermission()) === "granted") {
+      localStorage.setItem(NOTIFY_KEY, "on");
+    }
+    label();
+  });
 }
 
 async function show(url, push) {
@@ -101,6 +147,8 @@ window.addEventListener("popstate", () => show(location.href, false));
 
 document.addEventListener("DOMContentLoaded", () => {
   wire();
+  wireNotify();
+  showNeeding();
   const main = document.getElementById("main");
   if (main && main.dataset.page === "" && token()) show(location.href, false);
   document.getElementById("refresh").hidden = false;
