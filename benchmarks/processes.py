@@ -35,11 +35,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(env: dict[str, str], port: int) -> Iterator[str]:
-    """`session-buddy serve --http` on `port`, answering /healthz; yields its base URL."""
+def http_server(env: dict[str, str], port: int, *flags: str) -> Iterator[str]:
+    """`session-buddy serve --http` on `port` (with `flags`), answering /healthz; yields
+    its base URL."""
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "session_buddy", "serve", "--http", "--port", str(port)],
+        [sys.executable, "-m", "session_buddy", "serve", "--http", "--port", str(port), *flags],
         env=env | {"SESSION_BUDDY_LOG_LEVEL": "WARNING"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

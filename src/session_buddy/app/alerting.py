@@ -2,16 +2,15 @@
 once when the store itself fails.
 
 Every second the worker reads the rules and asks core/alerts.py what opens and what
-clears (written only when something does); several times a second it claims due outbox
-rows (one server per row, by lease) and sends them through their channels in a thread,
-retrying with capped backoff. Tracking never waits for any of this: alerts raised by
+clears (written only when something does), then claims the due outbox rows (one server
+per row, by lease) and sends them through their channels in a thread, retrying with
+capped backoff. Tracking never waits for any of this: alerts raised by
 transitions are rows in the same transaction, and everything else runs beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import platform
@@ -28,7 +27,6 @@ from session_buddy.core.store.base import Store
 logger = logging.getLogger("session_buddy.alerts")
 
 EVALUATE_SECONDS = 1.0
-POLL_SECONDS = 0.25
 TYPICAL_SECONDS = 300.0  # how often each component's p90 is read again
 FORGET_SECONDS = 3600.0  # how often old alerts and delivered notices are deleted
 LEASE_US = 60_000_000  # a claimed row is another server's to take after this
@@ -125,21 +123,20 @@ class AlertWorker:
         self._store_notices: list[tuple[str, str, str, str]] = []  # (channel, title, body, key)
 
     async def run(self) -> None:
-        await asyncio.gather(
-            self._forever(self.evaluate, EVALUATE_SECONDS, "evaluate"),
-            self._forever(self.deliver, POLL_SECONDS, "deliver"),
-        )
-
-    async def _forever(self, step: Any, interval: float, name: str) -> None:
+        """Once a second: look for what opens and clears, then deliver what is due. One
+        look a second, not a tighter poll, keeps the worker's reads from slowing the
+        writes of tracking (measured: benchmarks/bench_alerts.py)."""
         while True:
             try:
-                await step()
+                await self.evaluate()
+                while await self.deliver() == CLAIM:  # a backlog: keep going
+                    pass
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("alerts: %s failed: %s", name, exc)
+                logger.warning("alerts: %s", exc)
                 await self._store_failing(f"the store cannot be used: {type(exc).__name__}")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(EVALUATE_SECONDS)
 
     async def evaluate(self) -> None:
         """Open the alerts of conditions of time and clear those that no longer hold."""
@@ -162,23 +159,22 @@ class AlertWorker:
             self._forgot_at = time.monotonic()
 
     async def deliver(self) -> int:
-        """Claim what is due and send it; the number delivered."""
+        """Claim what is due and send it; the number claimed."""
         now = self.clock()
         if not self.rules or not await self.store.read(lambda tx: alerts.anything_due(tx, now)):
             return 0
         owner = self.owner
         claimed = await self.store.write(lambda tx: alerts.claim(tx, owner, now, LEASE_US, CLAIM))
-        done = 0
         for delivery in claimed:
-            done += await self._deliver_one(delivery)
-        return done
+            await self._deliver_one(delivery)
+        return len(claimed)
 
-    async def _deliver_one(self, delivery: alerts.Delivery) -> int:
+    async def _deliver_one(self, delivery: alerts.Delivery) -> None:
         wait = self.limit.wait(delivery.channel, time.monotonic())
         if wait > 0:
             due = self.clock() + int(wait * _US)
             await self.store.write(lambda tx: alerts.retry_later(tx, delivery.id, due, None))
-            return 0
+            return
         title, body = notice(
             delivery.kind, delivery.rule_name, delivery.condition, delivery.facts, self.link_base
         )
@@ -187,7 +183,7 @@ class AlertWorker:
             delivered_us = self.clock()
             await self.store.write(lambda tx: alerts.delivered(tx, delivery.id, delivered_us))
             logger.info("alert %s delivered to %s", delivery.key, sent.channel)
-            return 1
+            return
         pause = backoff(delivery.attempts + 1)
         due = self.clock() + int(pause * _US)
         await self.store.write(lambda tx: alerts.retry_later(tx, delivery.id, due, sent.error))
@@ -199,7 +195,6 @@ class AlertWorker:
             sent.error,
             pause,
         )
-        return 0
 
     async def _store_failing(self, trouble: str | None) -> None:
         """Tell every channel once when the store starts failing, and once when it has
@@ -229,15 +224,3 @@ class AlertWorker:
             if not sent.ok:
                 self._store_notices.append((channel, title, body, key))
 
-
-@contextlib.asynccontextmanager
-async def alert_worker(store: Store, clock: Any, **options: Any) -> Any:
-    """An AlertWorker running in the background while the block runs."""
-    worker = AlertWorker(store, clock, **options)
-    task = asyncio.create_task(worker.run(), name="alerts")
-    try:
-        yield worker
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
