@@ -58,3 +58,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_queries.py
 	$(BIN)/python benchmarks/bench_retention.py
 	$(BIN)/python benchmarks/bench_dashboard.py
+	$(BIN)/python benchmarks/bench_alerts.py

@@ -34,6 +34,10 @@ TOOLS = {
     "list_sessions",
     "session_stats",
     "list_session_events",
+    "list_alert_rules",
+    "add_alert_rule",
+    "remove_alert_rule",
+    "test_alert_rule",
     "health_check",
 }
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import postgres_schema, start_payload
+from conftest import fill, postgres_schema, start_payload
 from mcp_helpers import server_env
 from session_buddy.app.service import SessionService
 from session_buddy.app.tools import call_tool
@@ -179,14 +179,7 @@ async def test_a_full_disk_degrades_health_until_a_write_succeeds(small_disk: Pa
     async with SessionLifecycleManager(url) as manager:
         service = SessionService(manager)
         kept = await service.start(start_payload())
-        filler = small_disk / "filler"
-        with filler.open("wb") as file:  # fill every byte left
-            try:
-                while True:
-                    file.write(b"\0" * 65536)
-                    file.flush()
-            except OSError:
-                pass
+        filler = fill(small_disk)
         big = {"blob": "x" * 60_000}
         results = [
             await service.start(start_payload(metadata=big, pid=2000 + number))

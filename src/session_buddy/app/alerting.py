@@ -223,4 +223,3 @@ class AlertWorker:
             sent = await asyncio.to_thread(channels.send, channel, title, body, key)
             if not sent.ok:
                 self._store_notices.append((channel, title, body, key))
-

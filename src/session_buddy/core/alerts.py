@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from session_buddy.core.store.base import Row, Tx
 
 CONDITIONS = ("waiting", "failing", "crashed", "abandoned", "stuck", "crash-rate")
-# Raised in the transaction of the transition that causes them.
-ON_TRANSITION = ("failing", "crashed", "abandoned")
 # What --for means per condition, and its default (seconds).
 DEFAULT_FOR = {"waiting": 60.0, "stuck": 600.0}
 DEFAULT_FACTOR = 3.0  # stuck: active longer than this many times the component's p90
@@ -182,11 +180,21 @@ def raise_for_session(
 
 
 def open_alert(tx: Tx, rule: AlertRule, firing: Firing, now_us: int) -> int | None:
-    """Open the alert and queue it for every channel, unless it is open already."""
+    """Open the alert and queue it for every channel, unless it is open already. A crash
+    is told and closed at once: a crashed session never changes again, and closed alerts
+    are forgotten after KEEP_US."""
+    cleared_us = now_us if firing.condition == "crashed" else None
     opened = tx.one(
-        "INSERT INTO alerts (rule_name, subject, condition, opened_us, facts) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
-        (rule.name, firing.subject, firing.condition, now_us, json.dumps(firing.facts)),
+        "INSERT INTO alerts (rule_name, subject, condition, opened_us, cleared_us, facts) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+        (
+            rule.name,
+            firing.subject,
+            firing.condition,
+            now_us,
+            cleared_us,
+            json.dumps(firing.facts),
+        ),
     )
     if opened is None:
         return None
@@ -304,7 +312,7 @@ def assess(
     open_rows = tx.all(
         "SELECT a.id, a.rule_name, a.subject, a.condition, s.session_id, s.status, s.activity "
         "FROM alerts a LEFT JOIN sessions s ON s.session_id = a.subject "
-        "WHERE a.cleared_us IS NULL AND a.condition <> 'crashed'"
+        "WHERE a.cleared_us IS NULL"
     )
     is_open = {(row["rule_name"], row["subject"]) for row in open_rows}
     clearing = [
