@@ -94,3 +94,23 @@ async def test_stuck_is_k_times_the_p90_of_the_components_clean_sessions(clocked
     await manager.end_session(SessionEnd(running.session_id, NOW, {}, "{}"))
     [clearing] = (await assess(manager, stuck)).clearing
     assert not clearing.quiet
+
+
+async def test_a_crash_rate_counts_only_the_sessions_its_filters_name(clocked: Any) -> None:
+    manager, _ = clocked
+    for number in range(10):
+        cwd = "/srv/app/tests" if number < 5 else "/srv/apple"
+        started = NOW - 600 * SECOND + number * SECOND
+        outcome = await manager.start_session(new("svc", started, number, cwd=cwd))
+        crashed = number in (0, 5, 6, 7, 8, 9)  # 1 of 5 under /srv/app, 5 of 5 beside it
+        metadata = {"exit_code": 1} if crashed else {}
+        await manager.end_session(SessionEnd(outcome.session_id, started + SECOND, metadata, "{}"))
+    narrow = rule(condition="crash-rate", below=90.0, cwd_prefix="/srv/app")
+    [firing] = (await assess(manager, narrow)).opening
+    assert firing.subject == "component:svc"
+    assert firing.facts["reason"].startswith("crash-free 80.0% over the last hour (1 of 5 ")
+    assert (
+        await assess(manager, rule(condition="crash-rate", below=80.0, cwd_prefix="/srv/app"))
+    ).opening == []
+    [everything] = (await assess(manager, rule(condition="crash-rate", below=90.0))).opening
+    assert everything.facts["reason"].startswith("crash-free 40.0% over the last hour (6 of 10 ")

@@ -261,30 +261,45 @@ def typical_durations(tx: Tx) -> dict[str, float]:
     return typical
 
 
+def _narrowed(rule: AlertRule, first: int) -> tuple[str, tuple[Any, ...]]:
+    """The rule's filters as SQL conditions (as AlertRule.matches reads them), numbered
+    from placeholder `first`."""
+    sql, params = "", []
+    for column in ("component_name", "hostname", "username"):
+        if getattr(rule, column) is not None:
+            params.append(getattr(rule, column))
+            sql += f" AND {column} = ${first + len(params) - 1}"
+    if rule.cwd_prefix is not None:
+        prefix = rule.cwd_prefix.rstrip("/")
+        n = first + len(params)
+        sql += f" AND (cwd = ${n} OR substr(cwd, 1, ${n + 1}) = ${n + 2})"
+        params += [rule.cwd_prefix, len(prefix) + 1, prefix + "/"]
+    return sql, tuple(params)
+
+
 def _rate_firings(tx: Tx, rate_rules: list[AlertRule], now_us: int) -> list[Firing]:
     """Components whose crash-free share of the last hour's finished sessions is below a
-    rule's --below."""
-    finished = tx.all(
-        "SELECT component_name, hostname, username, cwd, status FROM sessions "
-        "WHERE status <> 'active' AND ended_us >= $1",
-        (now_us - RATE_WINDOW_US,),
-    )
+    rule's --below (counted by the database, from the index of finished sessions)."""
     firings = []
     for rule in rate_rules:
-        counts: dict[str, list[int]] = {}
-        for session in finished:
-            if rule.matches(session):
-                count = counts.setdefault(str(session["component_name"]), [0, 0])
-                count[0] += 1
-                count[1] += session["status"] == "crashed"
+        narrowed, params = _narrowed(rule, 2)
+        counts = tx.all(
+            "SELECT component_name, COUNT(*) AS total, "
+            "SUM(CASE WHEN status = 'crashed' THEN 1 ELSE 0 END) AS crashed FROM sessions "
+            f"WHERE status <> 'active' AND ended_us >= $1{narrowed} "
+            "GROUP BY component_name ORDER BY component_name",
+            (now_us - RATE_WINDOW_US, *params),
+        )
         below = DEFAULT_BELOW if rule.below is None else rule.below
-        for component, (total, crashed) in sorted(counts.items()):
+        for row in counts:
+            total, crashed = int(row["total"]), int(row["crashed"])
             crash_free = 100.0 * (total - crashed) / total
             if total >= RATE_MIN_SESSIONS and crash_free < below:
                 reason = (
                     f"crash-free {crash_free:.1f}% over the last hour ({crashed} of {total} "
                     f"finished sessions crashed), below {below:g}%"
                 )
+                component = str(row["component_name"])
                 facts = {"component_name": component, "reason": reason}
                 firings.append(Firing(rule.name, f"component:{component}", rule.condition, facts))
     return firings
