@@ -123,7 +123,7 @@ def test_each_rule_fires_once_and_clears(sqlite_url: str, webhook: WebhookReceiv
         "--when",
         "waiting",
         "--for",
-        "1s",
+        "1",  # a bare number: seconds
         "--component",
         "cw",
         "--notify",

@@ -120,6 +120,7 @@ class AlertWorker:
         self._typical_at = self._forgot_at = -1e18
         self.store_trouble: str | None = None  # the store failure told, until it clears
         self._troubled_at = 0.0
+        self._failed: Exception | None = None  # why the last tick failed
         self._store_notices: list[tuple[str, str, str, str]] = []  # (channel, title, body, key)
 
     async def run(self) -> None:
@@ -134,8 +135,12 @@ class AlertWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("alerts: %s", exc)
+                if self._failed is None:  # said once per failure, not every second
+                    logger.warning("alerts: %s", exc)
+                self._failed = exc
                 await self._store_failing(f"the store cannot be used: {type(exc).__name__}")
+            else:
+                self._failed = None
             await asyncio.sleep(EVALUATE_SECONDS)
 
     async def evaluate(self) -> None:

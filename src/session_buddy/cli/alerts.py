@@ -34,7 +34,7 @@ def alerts() -> None:
 @click.option(
     "--for",
     "for_span",
-    type=Span(),
+    type=Span(bare_seconds=True),
     help=f"waiting: for this long (default {DEFAULT_FOR['waiting']:.0f}s); stuck: working "
     f"but silent this long (default {DEFAULT_FOR['stuck'] / 60:.0f}m).",
 )

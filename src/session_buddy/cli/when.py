@@ -53,10 +53,16 @@ class Span(click.ParamType[timedelta]):
 
     name = "duration"
 
+    def __init__(self, *, bare_seconds: bool = False) -> None:
+        self.bare_seconds = bare_seconds  # a plain number means seconds (`--for 60`)
+
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> timedelta:
         found = parse_span(str(value))
+        if found is None and self.bare_seconds and str(value).strip().isascii():
+            text = str(value).strip()
+            found = timedelta(seconds=int(text)) if text.isdigit() else None
         if found is None:
             self.fail(f"{value!r} is not a duration: use e.g. 30m, 24h, 90d, 2w", param, ctx)
         return found
