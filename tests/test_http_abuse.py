@@ -219,3 +219,35 @@ def test_a_valid_token_is_never_locked_out_by_a_flood(tmp_path: Path) -> None:
             answer = client.post(f"{base}/mcp", json=INITIALIZE | {"id": str(uuid.uuid4())})
         assert answer.status_code == 200 and answer.headers.get("mcp-session-id")
         assert json.loads(answer.text)["result"]["serverInfo"]["name"] == "session-buddy"
+
+
+def test_every_start_up_refusal_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    home = tmp_path / "home"
+    home.mkdir()  # a new user's: empty
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        refusals = {
+            "refusing to listen on 0.0.0.0 without SESSION_BUDDY_SECRET": (
+                ["--host", "0.0.0.0", "--port", "0"],
+                {},
+            ),
+            f"cannot listen on 127.0.0.1:{busy}": (["--port", busy], {}),
+            "SESSION_BUDDY_RETENTION='soon'": (
+                ["--port", "0"],
+                {"SESSION_BUDDY_RETENTION": "soon"},
+            ),
+        }
+        for said, (flags, env) in refusals.items():
+            served = subprocess.run(
+                [sys.executable, "-m", "session_buddy", "serve", "--http", *flags],
+                env=server_env(url, HOME=str(home), **env),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert served.returncode == 2, served.stderr
+            assert served.stderr.startswith("session-buddy: ") and said in served.stderr
+            assert len(served.stderr.strip().splitlines()) == 1, served.stderr

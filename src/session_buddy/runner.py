@@ -31,8 +31,10 @@ DEFAULT_PORT = 8678
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class InsecureBindError(ValueError):
+class InsecureBindError(SessionBuddyError):
     """Refusing to serve sessions to the network without a secret."""
+
+    code = "insecure_bind"
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

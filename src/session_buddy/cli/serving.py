@@ -59,10 +59,8 @@ def serve_command(
             )
         else:
             asyncio.run(serve_stdio(settings))
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        pass
+        pass  # a start-up refusal (ValueError, SessionBuddyError) is one line, exit 2
 
 
 @main.group()
