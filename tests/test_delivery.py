@@ -148,9 +148,14 @@ async def test_each_destination_gets_only_its_own_events(tmp_path: Path) -> None
     run(env, "emit", "end", "--session-id", started.stdout.strip(), "--database-url", local)
     assert {r["destination"] for r in spooled(tmp_path / "spool.db")} == {url_a, url_b, local}
     summary = run(env | {"COLUMNS": "200"}, "spool", "list").stdout
+    ids = {record["destination"]: [] for record in spooled(tmp_path / "spool.db")}
+    for record in spooled(tmp_path / "spool.db"):
+        ids[record["destination"]].append(record["id"])
     for url in (url_a, url_b, local):
         [row] = [line for line in summary.splitlines() if url in line]
         assert " 2 " in row  # a start and an end wait for each destination
+        first, second = sorted(ids[url])
+        assert f" {first}-{second} " in row  # the ids `spool drop` takes
 
     with http_server(db_a, port=port_a):
         only_a = run(env, "spool", "flush", "--server-url", url_a)
@@ -163,6 +168,7 @@ async def test_each_destination_gets_only_its_own_events(tmp_path: Path) -> None
     blocked.unlink()
     blocked.mkdir()  # the fault clears
     assert run(env, "spool", "flush").returncode == 0
+    assert run(env, "spool", "list").stdout == "nothing waiting in the spool\n"  # no table
     assert spooled(tmp_path / "spool.db") == []
     for database, component in ((db_a, "alpha"), (db_b, "beta"), (local, "gamma")):
         found = await sessions_in(database)

@@ -189,6 +189,9 @@ def spool_list(rejected: bool, as_json: bool, target: Target) -> None:
     if as_json:
         print_json(records)
         return
+    if not records:
+        click.echo("nothing " + ("set aside" if rejected else "waiting") + " in the spool")
+        return
     from rich.table import Table
 
     if rejected:
@@ -197,19 +200,31 @@ def spool_list(rejected: bool, as_json: bool, target: Target) -> None:
             kind = str((item.record() or {}).get("kind"))
             table.add_row(str(item.id), item.destination, kind, item.state, item.reason)
     else:
-        table = Table("destination", "sent by", "pending", "tries of the oldest", "last reason")
+        table = Table(
+            "destination", "ids", "sent by", "pending", "tries of the oldest", "last reason"
+        )
         for url in dict.fromkeys(item.destination for item in items):
             mine = [item for item in items if item.destination == url]
             table.add_row(
                 url,
+                id_ranges([item.id for item in mine]),
                 mine[0].identity or "-",
                 str(len(mine)),
                 str(mine[0].attempts),
                 mine[-1].reason or "",
             )
     console().print(table)
-    if not records:
-        click.echo("nothing " + ("set aside" if rejected else "waiting") + " in the spool")
+
+
+def id_ranges(ids: list[int]) -> str:
+    """Record ids as people read them: `3-7, 9`."""
+    ranges: list[list[int]] = []
+    for record_id in sorted(ids):
+        if ranges and record_id == ranges[-1][1] + 1:
+            ranges[-1][1] = record_id
+        else:
+            ranges.append([record_id, record_id])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 @spool.command("flush")
