@@ -203,6 +203,7 @@ async def test_export_streams_csv_and_ndjson(tmp_path: Path) -> None:
         csv.DictReader(io.StringIO(cli(url, "sessions", "export", "--format", "csv").stdout))
     )
     assert len(table) == 1203 and table[0]["component_name"] == "mahavishnu"
+    assert list(table[0]) == list(json.loads(lines[0]))  # one column order for both
     active = cli(url, "sessions", "export", "--status", "ended").stdout
     assert active == ""
 

@@ -29,7 +29,7 @@ from session_buddy.cli.app import (
 )
 from session_buddy.cli.when import Span, When
 from session_buddy.config import Settings, without_password
-from session_buddy.core.records import BUCKETS, GROUP_KEYS, RECORD_FIELDS, StatsGroup
+from session_buddy.core.records import BUCKETS, GROUP_KEYS, RECORD_ORDER, StatsGroup
 from session_buddy.core.states import ACTIVITIES, SessionStatus
 from session_buddy.timestamps import format_micros, human_duration, to_micros
 
@@ -146,7 +146,7 @@ def events_command(session_id: str, as_json: bool, target: Target) -> None:
         click.echo("  " + json.dumps(event["payload"], sort_keys=True))
 
 
-EXPORT_FIELDS = list(RECORD_FIELDS)
+EXPORT_FIELDS = list(RECORD_ORDER)  # the order of the NDJSON records too
 
 
 @sessions.command("export")

@@ -89,13 +89,14 @@ def _value(name: str, stored: Any) -> Any:
 # The record's fields, as exports list them; to_record puts session_id first (it names
 # the record).
 RECORD_FIELDS = (*SessionOrigin._fields, *SessionState._fields)
-_RECORD_FIELDS = ("session_id", *(name for name in RECORD_FIELDS if name != "session_id"))
-RECORD_COLUMNS = ", ".join(_column(name) for name in _RECORD_FIELDS)
+# A record's fields in the order every face gives them (JSON, CSV): its id first.
+RECORD_ORDER = ("session_id", *(name for name in RECORD_FIELDS if name != "session_id"))
+RECORD_COLUMNS = ", ".join(_column(name) for name in RECORD_ORDER)
 
 
 def to_record(row: Any) -> dict[str, Any]:
     """A row selected with RECORD_COLUMNS as the JSON-ready session record."""
-    return {name: _value(name, row[_column(name)]) for name in _RECORD_FIELDS}
+    return {name: _value(name, row[_column(name)]) for name in RECORD_ORDER}
 
 
 def stats_group(**values: Any) -> dict[str, Any]:
