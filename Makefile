@@ -17,9 +17,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# What serving needs, and no more (alert channels included; no test or lint tools).
+$(BIN)/.served: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[alerts]'
+	touch $@
+
 install: $(BIN)/.installed
 
-run: install
+run: $(BIN)/.served
 	$(BIN)/session-buddy serve --http
 
 # Debian's chromium for the dashboard's browser tests (Playwright cannot download one
