@@ -247,3 +247,29 @@ async def test_the_server_prunes_by_itself_with_a_retention(tmp_path: Path) -> N
     async with SessionLifecycleManager(retention_server, read_only=True) as manager:
         assert await manager.get_session(ids["old"]) is None
         assert await manager.get_session(ids["ended"]) is not None
+
+
+async def test_backups_make_their_folder_and_never_overwrite(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # a new user's, empty
+    home.mkdir()
+    store = home / ".local/share/session-buddy/sessions.db"
+    store.parent.mkdir(parents=True)
+    url = f"sqlite:///{store}"
+    await stored(url)
+    daily = f"{home}/backups/sessions-{datetime.now(UTC):%F}.db"  # README's own line
+    first = cli(url, "db", "backup", daily, HOME=str(home))
+    assert first.stdout == f"backed up {store} to {daily}\n"
+    again = cli(url, "db", "backup", daily, HOME=str(home), check=False)
+    assert again.returncode == 1 and again.stderr == (
+        f"Error: {daily} exists: give a new file, or a folder for sessions-<time>.db\n"
+    )
+    cli(url, "db", "backup", f"{home}/backups/", HOME=str(home))  # a folder: a new name
+    cli(url, "db", "backup", HOME=str(home))  # no path: backups/ beside the store
+    assert len(list((home / "backups").glob("sessions-*.db"))) == 2
+    [beside] = list((store.parent / "backups").glob("sessions-*-*.db"))
+    copied = json.loads(cli(f"sqlite:///{beside}", "sessions", "list", "--json").stdout)
+    assert len(copied["sessions"]) == 4
+    unwritable = cli(url, "db", "backup", "/proc/sessions.db", HOME=str(home), check=False)
+    assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr
+    assert unwritable.stderr.startswith("Error: cannot back up to /proc/sessions.db: ")
+    assert len(unwritable.stderr.strip().splitlines()) == 1

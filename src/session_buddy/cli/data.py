@@ -315,12 +315,15 @@ def upgrade_command(database_url: str | None) -> None:
 
 
 @db.command("backup")
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.argument("path", required=False, type=click.Path(dir_okay=True))
 @database_url_option
-def backup_command(path: str, database_url: str | None) -> None:
-    """Copy a live SQLite store to PATH, consistent, while it keeps serving (SQLite's
-    online backup). For PostgreSQL, use pg_dump."""
+def backup_command(path: str | None, database_url: str | None) -> None:
+    """Copy a live SQLite store, consistent, while it keeps serving (SQLite's online
+    backup), to PATH: a new file, or a folder to put sessions-<UTC time>.db in (made if
+    need be); without PATH, into backups/ beside the store. For PostgreSQL, use pg_dump."""
+    import os
     import sqlite3
+    import time
     from pathlib import Path
 
     url = Settings.from_environment().with_flags(database_url=database_url).database_url
@@ -331,13 +334,29 @@ def backup_command(path: str, database_url: str | None) -> None:
     source_path = Path(url.removeprefix("sqlite:///").split("?")[0])
     if not source_path.is_file():
         raise click.ClickException(f"no session database at {source_path}")
-    if Path(path).exists():
-        raise click.ClickException(f"{path} exists; give a new file")
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
-    target = sqlite3.connect(path)
+    name = f"sessions-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.db"
+    if path is None:
+        target = source_path.parent / "backups" / name
+    elif path.endswith("/") or Path(path).expanduser().is_dir():
+        target = Path(path).expanduser() / name
+    else:
+        target = Path(path).expanduser()
+    if target.exists():
+        raise click.ClickException(
+            f"{target} exists: give a new file, or a folder for sessions-<time>.db"
+        )
+    partial = target.with_name(f".{target.name}.partial")
     try:
-        source.backup(target, pages=1024)  # in steps, so writers are not held up
-    finally:
-        target.close()
-        source.close()
-    click.echo(f"backed up {source_path} to {path}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+        copy = sqlite3.connect(partial)
+        try:
+            source.backup(copy, pages=1024)  # in steps, so writers are not held up
+        finally:
+            copy.close()
+            source.close()
+        os.replace(partial, target)  # whole, or not at all
+    except (OSError, sqlite3.Error) as exc:
+        partial.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot back up to {target}: {exc}") from None
+    click.echo(f"backed up {source_path} to {target}")
