@@ -15,7 +15,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import start_payload
+import pytest
+
+from conftest import POSTGRES_ENV, start_payload
 from mcp_helpers import http_server, run_cli, server_env
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
@@ -273,3 +275,18 @@ async def test_backups_make_their_folder_and_never_overwrite(tmp_path: Path) -> 
     assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr
     assert unwritable.stderr.startswith("Error: cannot back up to /proc/sessions.db: ")
     assert len(unwritable.stderr.strip().splitlines()) == 1
+
+
+def test_emit_says_loudly_when_its_store_cannot_be_written(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # a new user's, empty
+    home.mkdir()
+    server = os.environ.get(POSTGRES_ENV) or pytest.skip(f"needs {POSTGRES_ENV}")
+    missing = server.split("?")[0].rsplit("/", 1)[0] + f"/no_such_db_{os.getpid()}"
+    started = cli(missing, "emit", "start", "--component", "backup", HOME=str(home))
+    assert started.stdout.startswith("spooled:")  # kept: nothing is lost
+    [said] = started.stderr.strip().splitlines()
+    assert said.startswith(f"session-buddy: {missing} cannot be written now (")
+    assert said.endswith(
+        f"Create the database (createdb no_such_db_{os.getpid()}), then: "
+        f"session-buddy db upgrade --database-url {missing}"
+    )

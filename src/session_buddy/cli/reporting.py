@@ -12,6 +12,7 @@ import click
 
 from session_buddy.cli.app import Target, console, json_option, main, print_json, transport_options
 from session_buddy.client.claude_hook import HOOK_TIMEOUT
+from session_buddy.config import without_password
 
 if TYPE_CHECKING:
     from session_buddy.client.delivery import Courier, Sent
@@ -52,9 +53,33 @@ def courier_for(target: Target, url: str | None = None) -> Iterator[Courier]:
         spool.close()
 
 
-def finish_send(sent: Sent, placeholder: str | None = None) -> None:
+def _store_trouble(store: str, reason: str) -> str:
+    """Why an event for a local store is spooled, and what would cure it."""
+    shown = without_password(store)
+    said = f"session-buddy: {shown} cannot be written now ({reason}); the event is spooled"
+    if "does not exist" in reason and store.startswith("postgresql"):
+        name = store.rsplit("/", 1)[-1].split("?")[0]
+        fix = f"session-buddy db upgrade --database-url {shown}"
+        return f"{said}. Create the database (createdb {name}), then: {fix}"
+    if "no such table" in reason or "schema" in reason:
+        return (
+            f"{said}. Bring its schema up to date: session-buddy db upgrade --database-url {shown}"
+        )
+    return f"{said}. Once it answers: session-buddy spool flush"
+
+
+def local_store(target: Target) -> str | None:
+    """The store the target writes into directly, or None when it sends to a server."""
+    from session_buddy.client.delivery import destination_url, is_local
+
+    url = destination_url(target.server_url, target.database_url)
+    return url if is_local(url) else None
+
+
+def finish_send(sent: Sent, placeholder: str | None = None, store: str | None = None) -> None:
     """Print what became of an event; exit non-zero unless it was delivered or is kept
-    for a reason that may pass."""
+    for a reason that may pass. `store`: the local store it was for, if it was (a store
+    that cannot be written is said loudly, with the fix)."""
     from session_buddy.client.outcomes import Outcome
 
     if sent.outcome is Outcome.DELIVERED:
@@ -62,6 +87,8 @@ def finish_send(sent: Sent, placeholder: str | None = None) -> None:
     if sent.spooled and placeholder:
         click.echo(placeholder)
     if sent.outcome is Outcome.TRANSIENT and sent.spooled:
+        if store is not None:  # a store that does not answer is set up wrong, or down
+            click.echo(_store_trouble(store, sent.reason), err=True)
         return
     if sent.outcome is Outcome.CREDENTIALS:
         raise click.ClickException(
@@ -110,7 +137,7 @@ def emit_start(
     if sent.session_id:
         click.echo(sent.session_id)
         return
-    finish_send(sent, f"{SPOOLED_PREFIX}{event['event_id']}")
+    finish_send(sent, f"{SPOOLED_PREFIX}{event['event_id']}", local_store(target))
 
 
 @emit.command("end")
@@ -138,7 +165,7 @@ def emit_end(
     if sent.result.get("status") == "ended":
         click.echo(str(sent.result.get("session_status") or "ended"))
         return
-    finish_send(sent, "spooled")
+    finish_send(sent, "spooled", local_store(target))
 
 
 @emit.command("heartbeat")
