@@ -64,9 +64,14 @@ async def test_tables_fit_80_columns_with_whole_ids(tmp_path: Path) -> None:
     assert f"{days} days ago" in shown  # the ended one's age (local times need more room)
     wide = cli(url, "sessions", "list", COLUMNS="140").stdout
     assert re.search(r"2026-11-20 \d\d:\d\d \(\d+ days? ago\)", wide)  # local time, age
-    stats = cli(url, "stats").stdout
-    assert all(len(line) <= 80 for line in stats.splitlines()), stats
-    assert LONG in stats  # the group's name, whole
+    for columns in ("80", "60"):
+        for by in ((), ("--by", "day")):
+            stats = cli(url, "stats", *by, COLUMNS=columns).stdout
+            lines = stats.splitlines()
+            assert all(len(line) <= int(columns) for line in lines), stats
+            assert "…" not in stats  # no header, group or value cut
+            assert ("day" if by else LONG) in stats  # the group, whole
+            assert {"total", "p50", "crash%"} <= set(lines[0].split())
 
 
 async def test_time_flags_as_people_type_them(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from session_buddy.cli.app import (
 )
 from session_buddy.cli.when import Span, When
 from session_buddy.config import Settings, without_password
-from session_buddy.core.records import BUCKETS, GROUP_KEYS, RECORD_ORDER, StatsGroup
+from session_buddy.core.records import BUCKETS, GROUP_KEYS, RECORD_ORDER
 from session_buddy.core.states import ACTIVITIES, SessionStatus
 from session_buddy.timestamps import format_micros, human_duration, to_micros
 
@@ -214,33 +214,52 @@ def stats_command(
     if as_json:
         print_json(stats)
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    if stats.get("bucket"):
-        table.add_column(str(stats["bucket"]), no_wrap=True)
-    if stats.get("group_by"):
-        table.add_column(str(stats["group_by"]), no_wrap=True)
-    numbers = [name for name in StatsGroup._fields if name not in ("key", "bucket")]
-    for name in numbers:
-        table.add_column(name.replace("duration_", "").replace("_", " "), justify="right")
+    leading = [
+        name for name in (str(stats.get("bucket") or ""), str(stats.get("group_by") or "")) if name
+    ]
+    rows = []
     for group in stats["groups"]:
-        row = []
+        cells = {name: _stat(name, group[field]) for name, field in STAT_COLUMNS.items()}
         if stats.get("bucket"):
-            row.append(render.bucket(group["bucket"], stats["bucket"]))
+            cells[leading[0]] = render.bucket(group["bucket"], stats["bucket"])
         if stats.get("group_by"):
-            row.append(str(group["key"]))
-        row += [_stat(name, group[name]) for name in numbers]
-        table.add_row(*row)
-    console().print(table)
+            cells[leading[-1]] = str(group["key"])
+        rows.append(cells)
+    layouts = tuple((*leading, *layout) for layout in STAT_LAYOUTS)
+    right = tuple(STAT_COLUMNS)
+    console().print(render.fitted_table(rows, layouts, console().width, right=right))
+
+
+# The stats columns people read, by their short names, and which to show at each width:
+# the fullest first; counts of running and cleanly ended sessions go first, then means.
+STAT_COLUMNS = {
+    "total": "total",
+    "active": "active",
+    "ended": "ended",
+    "crashed": "crashed",
+    "abandoned": "abandoned",
+    "mean": "duration_mean",
+    "p50": "duration_p50",
+    "p95": "duration_p95",
+    "crash%": "crash_rate",
+    "abandon%": "abandon_rate",
+}
+STAT_LAYOUTS = (
+    tuple(STAT_COLUMNS),
+    ("total", "active", "crashed", "abandoned", "p50", "p95", "crash%", "abandon%"),
+    ("total", "crashed", "abandoned", "p50", "p95", "crash%", "abandon%"),
+    ("total", "p50", "p95", "crash%", "abandon%"),
+    ("total", "p50", "crash%"),
+    ("total", "crash%"),
+)
 
 
 def _stat(name: str, value: Any) -> str:
     if value is None:
         return "-"
-    if name.startswith("duration"):
+    if name in ("mean", "p50", "p95"):
         return human_duration(value)
-    if name.endswith("rate"):
+    if name.endswith("%"):
         return f"{value:.0%}"
     return str(value)
 

@@ -79,20 +79,29 @@ def _width(text: str) -> int:
 
 def sessions_table(sessions: list[dict[str, Any]], width: int) -> Table:
     """The fullest layout whose columns fit in `width`, each cell on one line."""
-    from rich.table import Table
-
     now = datetime.now(UTC)
     rows = [_cells(record, now) for record in sessions]
+    return fitted_table(rows, LAYOUTS, width, right=("pid", "took"))
+
+
+def fitted_table(
+    rows: list[dict[str, str]],
+    layouts: tuple[tuple[str, ...], ...],
+    width: int,
+    right: tuple[str, ...] = (),
+) -> Table:
+    """A table of `rows` (cells by column name) in the first of `layouts` (fullest
+    first) whose columns fit in `width`, every cell whole on one line."""
+    from rich.table import Table
 
     def needed(layout: tuple[str, ...]) -> int:
         widest = [max(len(name), *(_width(row[name]) for row in rows)) for name in layout]
         return sum(widest) + len(layout) - 1  # one space between collapsed columns
 
-    layout = next((cols for cols in LAYOUTS if needed(cols) <= width), LAYOUTS[-1])
+    layout = next((cols for cols in layouts if needed(cols) <= width), layouts[-1])
     table = Table(box=None, pad_edge=False, collapse_padding=True)
     for name in layout:
-        right = name in ("pid", "took")
-        table.add_column(name, no_wrap=True, justify="right" if right else "left")
+        table.add_column(name, no_wrap=True, justify="right" if name in right else "left")
     for row in rows:
         table.add_row(*(row[name] for name in layout))
     return table
