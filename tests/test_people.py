@@ -295,3 +295,22 @@ def test_emit_says_loudly_when_its_store_cannot_be_written(tmp_path: Path) -> No
         f"Create the database (createdb no_such_db_{os.getpid()}), then: "
         f"session-buddy db upgrade --database-url {missing}"
     )
+
+
+async def test_sessions_in_two_projects_are_told_apart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'people.db'}"
+    async with SessionLifecycleManager(url) as manager:
+        service = SessionService(manager)
+        for number, project in enumerate(("alpha", "beta")):
+            event = start_payload(
+                component_name="claude-code", pid=100 + number, timestamp=now_iso()
+            )
+            event["environment"]["cwd"] = f"/home/john/{project}"
+            await service.start(event)
+    narrow = cli(url, "sessions", "list").stdout
+    assert "project" in narrow.splitlines()[0]
+    assert " alpha " in narrow and " beta " in narrow
+    wide = cli(url, "sessions", "list", COLUMNS="160").stdout
+    assert "/home/john/alpha" in wide and "/home/john/beta" in wide
+    by_cwd = json.loads(cli(url, "stats", "--by", "cwd", "--json").stdout)
+    assert [group["key"] for group in by_cwd["groups"]] == ["/home/john/alpha", "/home/john/beta"]

@@ -422,7 +422,8 @@ TOOLS: dict[str, Tool] = {
                 Argument(
                     "group_by",
                     "string",
-                    "component_name (default without a bucket), shell_type, hostname or username",
+                    "component_name (default without a bucket), shell_type, hostname, username "
+                    "or cwd",
                 ),
                 Argument("bucket", "string", "Also per time bucket: hour, day or week (UTC)"),
                 Argument("since", "string", "Sessions started at or after (ISO 8601)"),

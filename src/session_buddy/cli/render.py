@@ -50,9 +50,10 @@ def took(record: dict[str, Any], now: datetime | None = None, *, say_running: bo
 # Column sets from the fullest to the barest: the first that fits the terminal is shown,
 # so the less useful columns go first and a session id is never cut.
 LAYOUTS = (
-    ("session id", "state", "shell", "host", "user", "pid", "started", "took"),
-    ("session id", "state", "host", "started", "took"),
-    ("session id", "state", "host", "age", "took"),
+    ("session id", "state", "shell", "host", "user", "pid", "cwd", "started", "took"),
+    ("session id", "state", "shell", "host", "user", "pid", "project", "started", "took"),
+    ("session id", "state", "host", "project", "started", "took"),
+    ("session id", "state", "project", "age", "took"),
     ("session id", "state", "age", "took"),
     ("session id", "state", "age"),
 )
@@ -67,6 +68,8 @@ def _cells(record: dict[str, Any], now: datetime) -> dict[str, str]:
         "host": record["hostname"],
         "user": record["username"],
         "pid": "-" if record["pid"] is None else str(record["pid"]),
+        "cwd": record["cwd"],
+        "project": record["cwd"].rstrip("/").rsplit("/", 1)[-1] or "/",
         "started": when(record["started_at"], now),
         "age": human_age(parse_timestamp(record["started_at"]), now),
         "took": took(record, now, say_running=False),

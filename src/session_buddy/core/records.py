@@ -13,10 +13,13 @@ from typing import Any, NamedTuple, get_type_hints
 
 from session_buddy.timestamps import format_micros
 
-GROUP_KEYS = ("component_name", "shell_type", "hostname", "username")
+GROUP_KEYS = ("component_name", "shell_type", "hostname", "username", "cwd")
 # Time buckets of session_stats, by length in microseconds (weeks start on Monday, UTC).
 BUCKETS = {"hour": 3_600_000_000, "day": 86_400_000_000, "week": 604_800_000_000}
-FILTER_COLUMNS = ("status", *GROUP_KEYS, "external_id", "activity")
+FILTER_COLUMNS = (
+    *("status", "component_name", "shell_type", "hostname", "username"),
+    *("external_id", "activity"),
+)
 
 
 class SessionOrigin(NamedTuple):

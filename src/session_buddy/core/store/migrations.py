@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from session_buddy.core.records import GROUP_KEYS
 from session_buddy.core.states import SessionStatus
 
 TYPE_CHECKING = False  # see session_buddy.lazy: on the Claude Code hook's path
@@ -12,6 +11,8 @@ if TYPE_CHECKING:
     from session_buddy.core.store.base import Tx
 
 _STATES = ", ".join(f"'{status.value}'" for status in SessionStatus)
+# The stats groupings the first migrations made indexes for (later ones add their own).
+_V1_GROUP_KEYS = ("component_name", "shell_type", "hostname", "username")
 
 
 class Migration(NamedTuple):
@@ -69,7 +70,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             *(
                 f"CREATE INDEX sessions_stats_by_{key} ON sessions "
                 f"({key}, status, duration_seconds, started_us)"
-                for key in GROUP_KEYS
+                for key in _V1_GROUP_KEYS
             ),
             "CREATE INDEX sessions_active_by_process ON sessions (hostname, pid, started_us) "
             "WHERE status = 'active'",
@@ -159,7 +160,7 @@ _V4_INDEXES = (
     *(
         f"CREATE INDEX sessions_stats_by_{key} ON sessions "
         f"({key}, status, duration_seconds, started_us) {_FINISHED}"
-        for key in GROUP_KEYS
+        for key in _V1_GROUP_KEYS
     ),
 )
 _V4 = (
@@ -171,7 +172,7 @@ _V4 = (
     "CREATE INDEX sessions_active_by_start ON sessions (started_us, session_id) "
     "WHERE status = 'active'",
     "DROP INDEX sessions_by_status",
-    *(f"DROP INDEX sessions_stats_by_{key}" for key in GROUP_KEYS),
+    *(f"DROP INDEX sessions_stats_by_{key}" for key in _V1_GROUP_KEYS),
     *_V4_INDEXES,
 )
 MIGRATIONS += (
@@ -245,6 +246,17 @@ MIGRATIONS += (
             )""",
             "CREATE INDEX alert_outbox_due ON alert_outbox (due_us) WHERE delivered_us IS NULL",
             "CREATE INDEX alert_outbox_by_alert ON alert_outbox (alert_id, id)",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        7,
+        "stats by working directory",
+        (
+            "CREATE INDEX sessions_stats_by_cwd ON sessions "
+            f"(cwd, status, duration_seconds, started_us) {_FINISHED}",
         ),
     ),
 )
