@@ -21,7 +21,7 @@ from conftest import POSTGRES_ENV, start_payload
 from mcp_helpers import http_server, run_cli, server_env
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
-from session_buddy.timestamps import now_iso
+from session_buddy.timestamps import format_micros, now_iso, now_micros
 
 LONG = "a-component-with-a-rather-long-name"  # ids of 52 characters
 
@@ -314,3 +314,21 @@ async def test_sessions_in_two_projects_are_told_apart(tmp_path: Path) -> None:
     assert "/home/john/alpha" in wide and "/home/john/beta" in wide
     by_cwd = json.loads(cli(url, "stats", "--by", "cwd", "--json").stdout)
     assert [group["key"] for group in by_cwd["groups"]] == ["/home/john/alpha", "/home/john/beta"]
+
+
+async def test_an_abandoned_sessions_duration_says_it_is_a_lower_bound(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'people.db'}"
+    clock = [now_micros()]
+    async with SessionLifecycleManager(url, abandon_after=60, clock=lambda: clock[0]) as manager:
+        event = start_payload(pid=None, timestamp=format_micros(clock[0] - 12 * 60_000_000))
+        session_id = str((await SessionService(manager).start(event)).session_id)
+        await manager.heartbeat(session_id, format_micros(clock[0] - 11 * 60_000_000))
+        clock[0] += 120_000_000  # silent for longer than abandon_after
+        assert await manager.reap() == [session_id]
+    [row] = [
+        line for line in cli(url, "sessions", "list").stdout.splitlines() if session_id in line
+    ]
+    assert "abandoned" in row and row.endswith("≥ 1m 00s")
+    shown = cli(url, "sessions", "show", session_id, COLUMNS="120").stdout
+    [duration] = [line for line in shown.splitlines() if "duration_seconds" in line]
+    assert "≥ 1m 00s, last seen " in duration and "min ago)" in duration

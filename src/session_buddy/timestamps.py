@@ -118,3 +118,10 @@ def human_age(then: datetime, now: datetime) -> str:
         return f"{int(seconds // 3600)} h ago"
     days = int(seconds // 86400)
     return f"{days} day{'s' if days > 1 else ''} ago"
+
+
+def session_duration(status: str, seconds: float | None) -> str:
+    """A finished session's duration for people: an abandoned one's is `≥ 12m 03s`, since
+    it is known only up to the last event heard from it."""
+    shown = human_duration(seconds)
+    return f"≥ {shown}" if status == "abandoned" and seconds is not None else shown

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from session_buddy.timestamps import human_age, human_duration, parse_timestamp
+from session_buddy.timestamps import human_age, human_duration, parse_timestamp, session_duration
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -38,13 +38,18 @@ def state(record: dict[str, Any]) -> str:
     return text
 
 
-def took(record: dict[str, Any], now: datetime | None = None, *, say_running: bool = True) -> str:
-    """How long a session took, or for an active one how long it has run so far."""
+def took(record: dict[str, Any], now: datetime | None = None, *, whole: bool = True) -> str:
+    """How long a session took, or for an active one how long it has run so far; an
+    abandoned one's as far as it is known (`≥ 12m 03s`). `whole`: say so in words
+    (`running ...`, `..., last seen 14:03 (12 min ago)`)."""
+    now = now or datetime.now(UTC)
     if record["status"] == "active":
-        now = now or datetime.now(UTC)
         ran = human_duration((now - parse_timestamp(record["started_at"])).total_seconds())
-        return f"running {ran}" if say_running else ran
-    return human_duration(record.get("duration_seconds"))
+        return f"running {ran}" if whole else ran
+    shown = session_duration(record["status"], record.get("duration_seconds"))
+    if whole and record["status"] == "abandoned":
+        shown += f", last seen {when(record.get('last_seen_at'), now)}"
+    return shown
 
 
 # Column sets from the fullest to the barest: the first that fits the terminal is shown,
@@ -72,7 +77,7 @@ def _cells(record: dict[str, Any], now: datetime) -> dict[str, str]:
         "project": record["cwd"].rstrip("/").rsplit("/", 1)[-1] or "/",
         "started": when(record["started_at"], now),
         "age": human_age(parse_timestamp(record["started_at"]), now),
-        "took": took(record, now, say_running=False),
+        "took": took(record, now, whole=False),
     }
 
 

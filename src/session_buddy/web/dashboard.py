@@ -32,6 +32,7 @@ from session_buddy.timestamps import (
     human_age,
     human_duration,
     parse_timestamp,
+    session_duration,
     to_micros,
 )
 from session_buddy.web import charts
@@ -66,6 +67,11 @@ def age(iso: str | None) -> str:
     return human_age(parse_timestamp(iso), datetime.now(UTC))
 
 
+def took(record: dict[str, Any]) -> str:
+    """A finished session's duration; an abandoned one's as far as it is known."""
+    return session_duration(record["status"], record.get("duration_seconds"))
+
+
 def elapsed(iso: str) -> str:
     """How long since a stored time: an active session's running time."""
     return human_duration((datetime.now(UTC) - parse_timestamp(iso)).total_seconds())
@@ -83,7 +89,7 @@ def templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(duration=human_duration, age=age, elapsed=elapsed)
+    environment.filters.update(duration=human_duration, age=age, elapsed=elapsed, took=took)
     return environment
 
 
