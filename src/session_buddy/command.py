@@ -19,6 +19,10 @@ def main(default: list[str] | None = None) -> None:
     if args[:2] == HOOK:
         _hook(args[2:])
         return
+    if args[:1] == ["init"] and "-h" not in args and "--help" not in args:
+        from session_buddy.client.shell_init import run  # shells run it at every start
+
+        sys.exit(run(args[1:]))
     from session_buddy.cli import main as cli
     from session_buddy.core.errors import SessionBuddyError
 

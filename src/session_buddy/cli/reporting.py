@@ -181,6 +181,16 @@ def emit_heartbeat(session_id: str, target: Target) -> None:
         raise click.ClickException("heartbeat not delivered")
 
 
+@main.command("init", context_settings={"ignore_unknown_options": True})
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def init_command(shell: str) -> None:
+    """Make each interactive shell a session: eval "$(session-buddy init bash)" in
+    ~/.bashrc (zsh: ~/.zshrc; fish: session-buddy init fish | source)."""
+    from session_buddy.client.shell_init import run
+
+    raise SystemExit(run([shell]))
+
+
 @main.group()
 def spool() -> None:
     """Events that could not be delivered yet, per destination."""

@@ -1,0 +1,2 @@
+  precmd_functions+=(__sb_prompt)
+  zshexit_functions+=(__sb_exit)
