@@ -26,6 +26,12 @@ SHELLS = {
     "bash": (["bash", "--norc", "--noprofile", "-i"], f'eval "$({COMMAND} init bash)"'),
     "zsh": (["zsh", "-f", "-i"], f'eval "$({COMMAND} init zsh)"'),
     "fish": (["fish", "--no-config", "-i"], f"{COMMAND} init fish | source"),
+    # A Python admin shell: the emitter's install(), in a real REPL.
+    "python": (
+        [sys.executable, "-i", "-q"],
+        "from session_buddy.client import SessionEventEmitter; "
+        "emitter = SessionEventEmitter('admin', 'PythonShell').install()",
+    ),
 }
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -94,10 +100,10 @@ def wait_for(url: str, check: Any, timeout: float = 20.0) -> list[dict[str, Any]
     return found
 
 
-@pytest.mark.parametrize("shell", list(SHELLS))
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_a_shell_is_one_session_that_beats_and_ends_cleanly(shell: str, folder: Path) -> None:
     url = f"sqlite:///{folder / 'sessions.db'}"
-    terminal = Terminal(shell, url, folder, SESSION_BUDDY_SHELL_HEARTBEAT="1")
+    terminal = Terminal(shell, url, folder, SESSION_BUDDY_HEARTBEAT="1")
     try:
         terminal.type(terminal.init)
         [started] = wait_for(url, lambda found: len(found) == 1)
@@ -112,7 +118,7 @@ def test_a_shell_is_one_session_that_beats_and_ends_cleanly(shell: str, folder: 
         terminal.close()
 
 
-@pytest.mark.parametrize("shell", list(SHELLS))
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_a_killed_shell_is_abandoned_with_evidence(shell: str, folder: Path) -> None:
     url = f"sqlite:///{folder / 'sessions.db'}"
     terminal = Terminal(shell, url, folder)
@@ -133,7 +139,7 @@ def test_a_killed_shell_is_abandoned_with_evidence(shell: str, folder: Path) -> 
 
 def test_an_idle_shell_stays_active_past_abandon_after(folder: Path) -> None:
     url = f"sqlite:///{folder / 'sessions.db'}"
-    terminal = Terminal("bash", url, folder, SESSION_BUDDY_SHELL_HEARTBEAT="1")
+    terminal = Terminal("bash", url, folder, SESSION_BUDDY_HEARTBEAT="1")
     try:
         terminal.type(terminal.init)
         wait_for(url, lambda found: len(found) == 1)
@@ -143,5 +149,20 @@ def test_an_idle_shell_stays_active_past_abandon_after(folder: Path) -> None:
             assert json.loads(reaped)["abandoned"] == []
         [record] = sessions(url)
         assert record["status"] == "active"
+    finally:
+        terminal.close()
+
+
+def test_an_idle_python_repl_heartbeats_and_exits_cleanly(folder: Path) -> None:
+    url = f"sqlite:///{folder / 'sessions.db'}"
+    terminal = Terminal("python", url, folder, SESSION_BUDDY_HEARTBEAT="1")
+    try:
+        terminal.type(terminal.init)
+        [started] = wait_for(url, lambda found: len(found) == 1)
+        assert started["shell_type"] == "PythonShell" and started["pid"] == terminal.shell_pid()
+        wait_for(url, lambda found: found[0]["last_seen_at"] > started["last_seen_at"])  # idle
+        terminal.type("exit()")
+        [ended] = wait_for(url, lambda found: found[0]["status"] != "active")
+        assert ended["status"] == "ended"
     finally:
         terminal.close()

@@ -29,12 +29,14 @@ SPOOL_MAX_ENV = "SESSION_BUDDY_SPOOL_MAX"
 RETENTION_ENV = "SESSION_BUDDY_RETENTION"
 PUBLIC_URL_ENV = "SESSION_BUDDY_PUBLIC_URL"  # the dashboard's address, for links in alerts
 ALERT_RATE_ENV = "SESSION_BUDDY_ALERT_RATE"  # notices per channel and minute
+HEARTBEAT_ENV = "SESSION_BUDDY_HEARTBEAT"  # seconds between heartbeats of shells, emitters
 RELAY_IDLE_ENV = "SESSION_BUDDY_RELAY_IDLE"  # seconds a Claude Code hook relay waits idle
 
 DEFAULT_ABANDON_AFTER_SECONDS = 24 * 3600.0
 DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_SPOOL_MAX = 100_000
 DEFAULT_ALERT_RATE = 20
+DEFAULT_HEARTBEAT = 600
 
 
 _SPAN = r"(\d+)\s*(s|m|min|h|d|w)"
@@ -144,7 +146,7 @@ def read_token_file(path: str) -> str:
 _FIELDS = (
     *("database_url", "spool_path", "sqlite_synchronous", "abandon_after", "reap_interval"),
     *("log_level", "secret", "server_url", "token", "spool_max", "retention"),
-    *("public_url", "alert_rate"),
+    *("public_url", "alert_rate", "heartbeat"),
 )
 
 
@@ -169,6 +171,7 @@ class Settings:
         retention: timedelta | None = None,  # the server prunes sessions quiet this long
         public_url: str | None = None,  # where people reach the dashboard (links in alerts)
         alert_rate: int = DEFAULT_ALERT_RATE,  # notices per channel and minute, at most
+        heartbeat: int = DEFAULT_HEARTBEAT,  # seconds between an emitter's heartbeats
     ) -> None:
         self.database_url = database_url
         self.spool_path = spool_path
@@ -185,6 +188,7 @@ class Settings:
         self.retention = retention
         self.public_url = public_url
         self.alert_rate = alert_rate
+        self.heartbeat = heartbeat
 
     def __repr__(self) -> str:
         shown = (f"{name}={getattr(self, name)!r}" for name in _FIELDS if name != "secret")
@@ -214,6 +218,7 @@ class Settings:
             retention=_retention(environ.get(RETENTION_ENV)),
             public_url=(environ.get(PUBLIC_URL_ENV) or "").rstrip("/") or None,
             alert_rate=_whole_number(environ, ALERT_RATE_ENV, DEFAULT_ALERT_RATE),
+            heartbeat=_whole_number(environ, HEARTBEAT_ENV, DEFAULT_HEARTBEAT),
         )
 
     def with_flags(self, **flags: Any) -> Settings:

@@ -62,7 +62,10 @@ class SessionEventEmitter:
         self.shell_type = shell_type or "PythonShell"
         self.server_url = server_url or settings.server_url
         self.database_url = database_url
-        self.heartbeat_interval = heartbeat_interval
+        # While the session runs, a thread says it is alive (an idle REPL too); 0: never.
+        self.heartbeat_interval = (
+            settings.heartbeat if heartbeat_interval is None else heartbeat_interval
+        )
         self.metadata = metadata or {}
         self.session_id: str | None = None
         self.start_event: dict[str, Any] | None = None

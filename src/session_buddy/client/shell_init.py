@@ -17,7 +17,7 @@ import shlex
 import sys
 
 SHELLS = ("bash", "zsh", "fish")
-DEFAULT_INTERVAL = 600  # seconds between heartbeats ($SESSION_BUDDY_SHELL_HEARTBEAT)
+DEFAULT_INTERVAL = 600  # seconds between heartbeats ($SESSION_BUDDY_HEARTBEAT)
 
 HERE = os.path.join(os.path.dirname(__file__), "shell")
 

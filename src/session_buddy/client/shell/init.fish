@@ -2,7 +2,7 @@
 if status is-interactive; and not set -q __sb_file
   set -g __sb_cmd %(quoted)s
   set -g __sb_every %(interval)d
-  set -q SESSION_BUDDY_SHELL_HEARTBEAT; and set -g __sb_every $SESSION_BUDDY_SHELL_HEARTBEAT
+  set -q SESSION_BUDDY_HEARTBEAT; and set -g __sb_every $SESSION_BUDDY_HEARTBEAT
   set -g __sb_component shell
   set -q SESSION_BUDDY_SHELL_COMPONENT; and set -g __sb_component $SESSION_BUDDY_SHELL_COMPONENT
   set -g __sb_dir /tmp/session-buddy-shells-(id -u)

@@ -1,7 +1,7 @@
 # session-buddy: this interactive shell is one session (session-buddy init %(shell)s)
 if %(interactive)s && [ -z "${__sb_file-}" ]; then
   __sb_cmd=%(quoted)s
-  __sb_every=${SESSION_BUDDY_SHELL_HEARTBEAT:-%(interval)d}
+  __sb_every=${SESSION_BUDDY_HEARTBEAT:-%(interval)d}
   __sb_dir=${XDG_RUNTIME_DIR:-/tmp}/session-buddy-shells-$(id -u)
   mkdir -p -m 700 "$__sb_dir" 2>/dev/null
   __sb_file=$__sb_dir/$$
