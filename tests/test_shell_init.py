@@ -121,7 +121,7 @@ def test_a_shell_is_one_session_that_beats_and_ends_cleanly(shell: str, folder: 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_a_killed_shell_is_abandoned_with_evidence(shell: str, folder: Path) -> None:
     url = f"sqlite:///{folder / 'sessions.db'}"
-    terminal = Terminal(shell, url, folder)
+    terminal = Terminal(shell, url, folder, SESSION_BUDDY_HEARTBEAT="1")
     try:
         terminal.type(terminal.init)
         wait_for(url, lambda found: len(found) == 1)

@@ -11,13 +11,14 @@ if status is-interactive; and not set -q __sb_file
   set -g __sb_file $__sb_dir/$fish_pid
   echo -n > $__sb_file
   set -g __sb_last (date +%%s)
-  # A line of sh, detached from this shell and its terminal: nothing here waits for it.
+  # A line of sh, detached from this shell and its terminal: nothing here waits for it,
+  # so each send may take its time (--timeout 5) before it spools.
   function __sb_bg
     command setsid -f sh -c $argv[1] </dev/null >/dev/null 2>&1
   end
-  set -g __sb_beat "sid=\$(cat '$__sb_file'); [ -n \"\$sid\" ] && $__sb_cmd emit heartbeat --session-id \"\$sid\""
-  __sb_bg "$__sb_cmd emit start --component '$__sb_component' --shell-type fish --pid $fish_pid > '$__sb_file.new' && mv '$__sb_file.new' '$__sb_file'"
-  __sb_bg "while kill -0 $fish_pid; do sleep $__sb_every; kill -0 $fish_pid || exit; $__sb_beat; done"
+  set -g __sb_beat "sid=\$(cat '$__sb_file'); [ -n \"\$sid\" ] && $__sb_cmd emit heartbeat --timeout 5 --session-id \"\$sid\""
+  __sb_bg "$__sb_cmd emit start --timeout 5 --component '$__sb_component' --shell-type fish --pid $fish_pid > '$__sb_file.new' && mv '$__sb_file.new' '$__sb_file'"
+  __sb_bg "echo \$\$ > '$__sb_file.loop'; while kill -0 $fish_pid; do sleep $__sb_every; kill -0 $fish_pid || exit; $__sb_beat; done"
   function __sb_prompt --on-event fish_prompt
     set -l now (date +%%s)
     if test (math $now - $__sb_last) -ge $__sb_every
@@ -26,6 +27,6 @@ if status is-interactive; and not set -q __sb_file
     end
   end
   function __sb_exit --on-event fish_exit
-    __sb_bg "for i in 1 2 3 4 5 6 7 8 9 10; do [ -s '$__sb_file' ] && break; sleep 0.5; done; sid=\$(cat '$__sb_file'); rm -f '$__sb_file'; [ -n \"\$sid\" ] && $__sb_cmd emit end --session-id \"\$sid\" --exit-code 0 --exit-reason exit"
+    __sb_bg "kill \$(cat '$__sb_file.loop') 2>/dev/null; rm -f '$__sb_file.loop'; for i in 1 2 3 4 5 6 7 8 9 10; do [ -s '$__sb_file' ] && break; sleep 0.5; done; sid=\$(cat '$__sb_file'); rm -f '$__sb_file'; [ -n \"\$sid\" ] && $__sb_cmd emit end --timeout 5 --session-id \"\$sid\" --exit-code 0 --exit-reason exit"
   end
 end
