@@ -17,11 +17,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from processes import wall_times
 
 COMMAND = str(Path(sys.executable).parent / "session-buddy")
+# A shell's start and end run detached after it (a Python process each): let them finish
+# before the next shell, as a person opening shells does, or they would share the cores.
+SETTLE_SECONDS = 1.5
 
 
 def prompt_cost(env: dict[str, str], prompts: int, due: bool) -> tuple[float, float]:
@@ -63,10 +67,15 @@ def main() -> None:
         print(f"prompt hook, {options.prompts} prompts (target: p50 <= 5 ms added)")
         print(f"  not due     {hook:8.1f} µs per prompt (an empty function: {empty:.1f} µs)")
         print(f"  due (forks) {due:8.1f} µs per prompt, once per interval (600 s)")
-        python = wall_times([sys.executable, "-c", "pass"], env, options.runs)
-        bare = wall_times(["bash", "--norc", "--noprofile", "-i", "-c", "exit"], env, options.runs)
+        python: list[float] = []
+        bare: list[float] = []
+        hooked: list[float] = []
         init = f'eval "$({COMMAND} init bash)"; exit'
-        hooked = wall_times(["bash", "--norc", "--noprofile", "-i", "-c", init], env, options.runs)
+        for _ in range(options.runs):  # interleaved; each shell's sends done before the next
+            python += wall_times([sys.executable, "-c", "pass"], env, 1)
+            bare += wall_times(["bash", "--norc", "--noprofile", "-i", "-c", "exit"], env, 1)
+            hooked += wall_times(["bash", "--norc", "--noprofile", "-i", "-c", init], env, 1)
+            time.sleep(SETTLE_SECONDS)
     floor = statistics.median(python)
     added = statistics.median(hooked) - statistics.median(bare)
     print(f"shell start, medians of {options.runs} (target: added <= 2 x python -c pass)")

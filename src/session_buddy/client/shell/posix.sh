@@ -2,8 +2,8 @@
 if %(interactive)s && [ -z "${__sb_file-}" ]; then
   __sb_cmd=%(quoted)s
   __sb_every=${SESSION_BUDDY_HEARTBEAT:-%(interval)d}
-  __sb_dir=${XDG_RUNTIME_DIR:-/tmp}/session-buddy-shells-$(id -u)
-  mkdir -p -m 700 "$__sb_dir" 2>/dev/null
+  __sb_dir=${XDG_RUNTIME_DIR:-/tmp}/session-buddy-shells-$UID
+  [ -d "$__sb_dir" ] || mkdir -p -m 700 "$__sb_dir" 2>/dev/null
   __sb_file=$__sb_dir/$$
   : > "$__sb_file"
   __sb_last=$SECONDS
