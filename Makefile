@@ -66,3 +66,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_retention.py
 	$(BIN)/python benchmarks/bench_dashboard.py
 	$(BIN)/python benchmarks/bench_alerts.py
+	$(BIN)/python benchmarks/bench_shell.py

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +82,6 @@ class Terminal:
         subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-
-
 def sessions(url: str) -> list[dict[str, Any]]:
     """The stored sessions; none while the store is not made yet."""
     listed = run_cli(url, "sessions", "list", "--json", check=False)
@@ -100,31 +96,35 @@ def wait_for(url: str, check: Any, timeout: float = 20.0) -> list[dict[str, Any]
     return found
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_a_shell_is_one_session_that_beats_and_ends_cleanly(shell: str, folder: Path) -> None:
+@contextmanager
+def started(shell: str, folder: Path) -> Iterator[tuple[Terminal, str, dict[str, Any]]]:
+    """A shell (heartbeats every second) once its session is stored: the terminal, the
+    store's URL and the session as it started."""
     url = f"sqlite:///{folder / 'sessions.db'}"
     terminal = Terminal(shell, url, folder, SESSION_BUDDY_HEARTBEAT="1")
     try:
         terminal.type(terminal.init)
-        [started] = wait_for(url, lambda found: len(found) == 1)
-        assert started["status"] == "active" and started["shell_type"] == shell
-        assert started["component_name"] == "shell" and started["pid"] == terminal.shell_pid()
-        wait_for(url, lambda found: found[0]["last_seen_at"] > started["last_seen_at"])
-        terminal.type("true")  # a prompt
-        terminal.type("false; exit")
-        [ended] = wait_for(url, lambda found: found[0]["status"] != "active")
-        assert ended["status"] == "ended" and ended["end_reason"] == "exit"
+        [session] = wait_for(url, lambda found: len(found) == 1)
+        yield terminal, url, session
     finally:
         terminal.close()
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_a_killed_shell_is_abandoned_with_evidence(shell: str, folder: Path) -> None:
-    url = f"sqlite:///{folder / 'sessions.db'}"
-    terminal = Terminal(shell, url, folder, SESSION_BUDDY_HEARTBEAT="1")
-    try:
-        terminal.type(terminal.init)
-        wait_for(url, lambda found: len(found) == 1)
+def test_a_shell_is_one_session_that_beats_and_ends_cleanly(shell: str, tmp_path: Path) -> None:
+    with started(shell, tmp_path) as (terminal, url, first):
+        assert first["status"] == "active" and first["shell_type"] == shell
+        assert first["component_name"] == "shell" and first["pid"] == terminal.shell_pid()
+        wait_for(url, lambda found: found[0]["last_seen_at"] > first["last_seen_at"])
+        terminal.type("true")  # a prompt
+        terminal.type("false; exit")
+        [ended] = wait_for(url, lambda found: found[0]["status"] != "active")
+        assert ended["status"] == "ended" and ended["end_reason"] == "exit"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_a_killed_shell_is_abandoned_with_evidence(shell: str, tmp_path: Path) -> None:
+    with started(shell, tmp_path) as (terminal, url, _):
         pid = terminal.shell_pid()
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
@@ -133,36 +133,22 @@ def test_a_killed_shell_is_abandoned_with_evidence(shell: str, folder: Path) -> 
         assert reaped["abandoned"] == [record["session_id"]]
         assert record["status"] == "abandoned"
         assert record["end_reason"].startswith(f"process_gone (pid {pid} exited")
-    finally:
-        terminal.close()
 
 
-def test_an_idle_shell_stays_active_past_abandon_after(folder: Path) -> None:
-    url = f"sqlite:///{folder / 'sessions.db'}"
-    terminal = Terminal("bash", url, folder, SESSION_BUDDY_HEARTBEAT="1")
-    try:
-        terminal.type(terminal.init)
-        wait_for(url, lambda found: len(found) == 1)
+def test_an_idle_shell_stays_active_past_abandon_after(tmp_path: Path) -> None:
+    with started("bash", tmp_path) as (_, url, _):
         for _ in range(4):  # no prompt for 6 s; silent sessions go after 3 s
             time.sleep(1.5)
             reaped = run_cli(url, "reap", "--json", SESSION_BUDDY_ABANDON_AFTER="3").stdout
             assert json.loads(reaped)["abandoned"] == []
         [record] = sessions(url)
         assert record["status"] == "active"
-    finally:
-        terminal.close()
 
 
-def test_an_idle_python_repl_heartbeats_and_exits_cleanly(folder: Path) -> None:
-    url = f"sqlite:///{folder / 'sessions.db'}"
-    terminal = Terminal("python", url, folder, SESSION_BUDDY_HEARTBEAT="1")
-    try:
-        terminal.type(terminal.init)
-        [started] = wait_for(url, lambda found: len(found) == 1)
-        assert started["shell_type"] == "PythonShell" and started["pid"] == terminal.shell_pid()
-        wait_for(url, lambda found: found[0]["last_seen_at"] > started["last_seen_at"])  # idle
+def test_an_idle_python_repl_heartbeats_and_exits_cleanly(tmp_path: Path) -> None:
+    with started("python", tmp_path) as (terminal, url, first):
+        assert first["shell_type"] == "PythonShell" and first["pid"] == terminal.shell_pid()
+        wait_for(url, lambda found: found[0]["last_seen_at"] > first["last_seen_at"])  # idle
         terminal.type("exit()")
         [ended] = wait_for(url, lambda found: found[0]["status"] != "active")
         assert ended["status"] == "ended"
-    finally:
-        terminal.close()
