@@ -26,8 +26,10 @@ $(BIN)/.served: pyproject.toml
 
 install: $(BIN)/.installed
 
+PORT ?= 8678
+
 run: $(BIN)/.served
-	$(BIN)/session-buddy serve --http
+	$(BIN)/session-buddy serve --http --port $(PORT)
 
 # Debian's chromium for the dashboard's browser tests (Playwright cannot download one
 # here); without apt or root they are skipped, and say so.

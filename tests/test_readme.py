@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from mcp_helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -90,3 +95,40 @@ def test_readme_python_example_runs_on_the_default_store(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "mahavishnu-20260206-123456 ended 4211.101"
     assert (tmp_path / ".local/share/session-buddy/sessions.db").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_installs_only_what_serving_needs(tmp_path: Path) -> None:
+    home, clone = tmp_path / "home", tmp_path / "session-buddy"
+    home.mkdir()
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    port = free_port()
+    serving = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=clone,
+        env=person(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert serving.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        installed = subprocess.run(
+            [str(clone / ".venv/bin/python"), "-m", "pip", "list", "--format=freeze"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.lower()
+        assert "apprise==" in installed  # alert channels: serving needs them
+        for tool in ("mypy", "ruff", "playwright", "pytest", "hypothesis"):
+            assert f"\n{tool}==" not in f"\n{installed}", tool
+    finally:
+        os.killpg(serving.pid, signal.SIGTERM)
+        serving.wait(timeout=30)
