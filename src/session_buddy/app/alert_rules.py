@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 
 from session_buddy.app import channels
 from session_buddy.app.alerting import notice
+from session_buddy.app.arguments import Failure, text_argument
 from session_buddy.app.service import SessionService
 from session_buddy.core import alerts
-from session_buddy.core.errors import InvalidArgument, plain_text
+from session_buddy.core.errors import InvalidArgument
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_CHANNELS = 10
@@ -26,11 +27,6 @@ MAX_URL = 2000
 MAX_FOR_SECONDS = 30 * 86_400.0
 # Which condition each option means something for.
 _ONLY_FOR = {"for_seconds": ("waiting", "stuck"), "factor": ("stuck",), "below": ("crash-rate",)}
-
-
-class Failure(BaseModel):
-    error: str | None = None
-    error_code: str | None = None
 
 
 class RuleShown(BaseModel):
@@ -69,7 +65,7 @@ class ChannelTried(BaseModel):
 class RuleTest(Failure):
     name: str
     status: str = Field(description="sent (every channel took it), failed, not_found or error")
-    channels: list[ChannelTried] = []
+    channels: list[ChannelTried] = Field(default_factory=list)
 
 
 def rule_name(value: Any) -> str:
@@ -91,16 +87,8 @@ def _number(name: str, value: Any, low: float, high: float) -> float | None:
     return float(value)
 
 
-def _text(name: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 255:
-        raise InvalidArgument(name, f"{name}: must be a string of at most 255 characters")
-    return plain_text(name, value)
-
-
 def _cwd_prefix(value: Any) -> str | None:
-    prefix = _text("cwd_prefix", value)
+    prefix = text_argument("cwd_prefix", value, max_length=255)
     if prefix is None:
         return None
     if not prefix.startswith("/"):
@@ -138,9 +126,11 @@ def parse_rule(arguments: dict[str, Any], now_us: int) -> alerts.AlertRule:
         for_seconds=_number("for_seconds", arguments.get("for_seconds"), 0, MAX_FOR_SECONDS),
         below=_number("below", arguments.get("below"), 0, 100),
         factor=_number("factor", arguments.get("factor"), 0.1, 1000),
-        component_name=_text("component_name", arguments.get("component_name")),
-        hostname=_text("hostname", arguments.get("hostname")),
-        username=_text("username", arguments.get("username")),
+        component_name=text_argument(
+            "component_name", arguments.get("component_name"), max_length=255
+        ),
+        hostname=text_argument("hostname", arguments.get("hostname"), max_length=255),
+        username=text_argument("username", arguments.get("username"), max_length=255),
         cwd_prefix=_cwd_prefix(arguments.get("cwd_prefix")),
         resolved=arguments.get("resolved") is True,
         created_us=now_us,

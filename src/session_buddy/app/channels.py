@@ -28,7 +28,7 @@ def _apprise() -> Any:
     try:
         import apprise
     except ImportError as exc:
-        raise InvalidArgument("notify", INSTALL_HINT) from exc
+        raise InvalidArgument("channels", INSTALL_HINT) from exc
     # Our own logger says what failed, without the URL; Apprise's lines reach only the
     # capture in `send`, never the server's log.
     logging.getLogger("apprise").propagate = False
@@ -87,8 +87,8 @@ def check(urls: list[str]) -> None:
     for number, url in enumerate(urls, start=1):
         if apprise.Apprise.instantiate(url) is None:
             raise InvalidArgument(
-                "notify",
-                f"notify #{number} ({mask(url)}) is not a channel Apprise knows: see "
+                "channels",
+                f"channels #{number} ({mask(url)}) is not a channel Apprise knows: see "
                 "https://github.com/caronc/apprise/wiki for the URL of each service",
             )
 

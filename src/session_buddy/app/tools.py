@@ -16,15 +16,15 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, Field, create_model
 
 from session_buddy.app import alert_rules
+from session_buddy.app.arguments import Failure, text_argument
 from session_buddy.app.auth import ADMIN_SCOPE, READ_SCOPE, WRITE_SCOPE, Caller, actor_of
 from session_buddy.app.service import EXTERNAL_ID_MAX, SessionService
 from session_buddy.core import Actor
 from session_buddy.core.alerts import CONDITIONS
-from session_buddy.core.errors import InvalidArgument, plain_text
+from session_buddy.core.errors import InvalidArgument
 from session_buddy.core.queries import DEFAULT_PAGE
 from session_buddy.core.records import FILTER_COLUMNS, StatsGroup, record_types
 from session_buddy.mcp.event_models import (
-    ERROR_CODE_DESCRIPTION,
     SessionEndEvent,
     SessionEndResult,
     SessionStartEvent,
@@ -32,13 +32,6 @@ from session_buddy.mcp.event_models import (
 )
 
 SESSION_ID_MAX = 200
-
-
-class Failure(BaseModel):
-    """The part of every result that says what went wrong."""
-
-    error: str | None = None
-    error_code: str | None = Field(default=None, description=ERROR_CODE_DESCRIPTION)
 
 
 def _required_but_defaults(named: Any) -> dict[str, Any]:
@@ -118,22 +111,6 @@ class HealthResult(BaseModel):
     database_reachable: bool
     active_sessions: int | None
     reason: str | None = Field(default=None, description="Why the status is degraded")
-
-
-def text_argument(
-    name: str, value: Any, *, required: bool = False, max_length: int = 500, free: bool = False
-) -> str | None:
-    """A string argument, checked: None when absent, InvalidArgument when wrong. Plain
-    text (no control characters) unless `free`: ids, names, filters, times."""
-    if value is None or value == "":
-        if required:
-            raise InvalidArgument(name, f"{name}: field required")
-        return None
-    if not isinstance(value, str):
-        raise InvalidArgument(name, f"{name}: must be a string, got {type(value).__name__}")
-    if len(value) > max_length:
-        raise InvalidArgument(name, f"{name}: must have at most {max_length} characters")
-    return value if free else plain_text(name, value)
 
 
 def _session_id(arguments: dict[str, Any]) -> str:

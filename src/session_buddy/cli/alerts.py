@@ -81,7 +81,6 @@ def add_command(
 _FLAGS = {
     "for_seconds": "--for",
     "channels": "--notify",
-    "notify": "--notify",
     "component_name": "--component",
     "hostname": "--host",
     "username": "--user",
