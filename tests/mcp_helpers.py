@@ -87,16 +87,7 @@ def http_server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).status_code in (200, 503):
-                    break
-            except httpx2.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start (exit code {process.poll()})")
-            time.sleep(0.05)
+        wait_until_serving(base, process)
         yield base, process
     finally:
         if process.poll() is None:
@@ -104,6 +95,21 @@ def http_server(
             process.wait(timeout=15)
         if log:
             stderr.close()  # type: ignore[union-attr]
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Until the server at `base` answers /healthz; RuntimeError if its process ends or
+    `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx2.get(f"{base}/healthz", timeout=1).status_code in (200, 503):
+                return
+        except httpx2.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start (exit code {process.poll()})")
+        time.sleep(0.05)
 
 
 def http_client(base: str, token: str | None = None) -> Client:

@@ -9,13 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from mcp_helpers import free_port
+from mcp_helpers import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -112,14 +110,7 @@ def test_make_run_installs_only_what_serving_needs(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert serving.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
+        wait_until_serving(f"http://127.0.0.1:{port}", serving, timeout=300)  # installs first
         installed = subprocess.run(
             [str(clone / ".venv/bin/python"), "-m", "pip", "list", "--format=freeze"],
             capture_output=True,
