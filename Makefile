@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint bench browser claude
+.PHONY: install run test lint bench browser claude shells
 
 # Real Claude Code for its tests (npm ships a native binary); tmux for its interactive
 # sessions. Without npm they are skipped, and say so.
@@ -48,7 +48,15 @@ claude:
 	  || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null) \
 	  || echo "no tmux: the interactive Claude Code test will be skipped"
 
-test: install browser claude
+# Debian's zsh and fish for the shell integration's tests (bash is there); without apt
+# or root they are skipped, and say so.
+shells:
+	@command -v zsh >/dev/null && command -v fish >/dev/null \
+	  || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh fish >/dev/null) \
+	  || (command -v apt-get >/dev/null && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh fish >/dev/null) \
+	  || echo "no zsh or fish: their shell integration tests will be skipped"
+
+test: install browser claude shells
 	$(BIN)/python -m pytest
 
 lint: install
