@@ -20,7 +20,7 @@ import pytest
 from conftest import POSTGRES_ENV, start_payload
 from mcp_helpers import http_server, run_cli, server_env
 from session_buddy.app.service import SessionService
-from session_buddy.core import SessionLifecycleManager
+from session_buddy.core import SessionLifecycleManager, usage
 from session_buddy.timestamps import format_micros, now_iso, now_micros
 
 LONG = "a-component-with-a-rather-long-name"  # ids of 52 characters
@@ -210,7 +210,10 @@ async def test_export_streams_csv_and_ndjson(tmp_path: Path) -> None:
         csv.DictReader(io.StringIO(cli(url, "sessions", "export", "--format", "csv").stdout))
     )
     assert len(table) == 1203 and table[0]["component_name"] == "mahavishnu"
-    assert list(table[0]) == list(json.loads(lines[0]))  # one column order for both
+    # One column order for both; CSV spreads the usage object over columns of its own.
+    record = list(json.loads(lines[0]))
+    assert record[-1] == "usage" and list(table[0]) == [*record[:-1], *usage.COUNTERS]
+    assert table[0]["cost_usd"] == "" and json.loads(lines[0])["usage"] is None
     active = cli(url, "sessions", "export", "--status", "ended").stdout
     assert active == ""
 

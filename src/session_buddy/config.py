@@ -39,6 +39,37 @@ DEFAULT_ALERT_RATE = 20
 DEFAULT_HEARTBEAT = 600
 
 
+# OpenTelemetry's own variables, as its SDK reads them (the exporter reads the rest:
+# endpoint, headers, timeout, compression, certificates).
+OTEL_EXPORTED_PROTOCOL = "http/protobuf"
+
+
+def otel_logs_export(environ: Mapping[str, str] = os.environ) -> bool:
+    """Does the server send its sessions as OpenTelemetry logs? Yes when
+    OTEL_LOGS_EXPORTER is `otlp`, or unset while an OTLP endpoint is named; never with
+    OTEL_SDK_DISABLED=true. ValueError names a setting it cannot honour."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = environ.get("OTEL_LOGS_EXPORTER", "").strip().lower()
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if exporter in ("none", "") and (exporter == "none" or not endpoint):
+        return False
+    if exporter not in ("otlp", ""):
+        raise ValueError(f"OTEL_LOGS_EXPORTER={exporter}: session-buddy exports with otlp or none")
+    for name in ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(name, "").strip().lower()
+        if protocol and protocol != OTEL_EXPORTED_PROTOCOL:
+            raise ValueError(
+                f"{name}={protocol}: session-buddy exports logs with {OTEL_EXPORTED_PROTOCOL} "
+                "(OpenTelemetry's Python exporter has no http/json)"
+            )
+        if protocol:
+            break
+    return True
+
+
 _SPAN = r"(\d+)\s*(s|m|min|h|d|w)"
 _SPAN_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 

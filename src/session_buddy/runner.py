@@ -13,17 +13,21 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from session_buddy import __version__
 from session_buddy.app.alerting import AlertWorker
 from session_buddy.app.auth import TokenAuthority
 from session_buddy.app.metrics import COMPONENT_LABELS, SessionMetrics
 from session_buddy.app.service import SessionService
-from session_buddy.config import Settings, without_password
+from session_buddy.config import Settings, otel_logs_export, without_password
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.core.errors import SessionBuddyError
 from session_buddy.mcp.server import build_mcp_server
 from session_buddy.web.app import build_http_app
+
+if TYPE_CHECKING:
+    from session_buddy.app.otel_export import SessionExporter
 
 logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
@@ -99,7 +103,9 @@ async def running_service(
 ) -> AsyncIterator[SessionService]:
     """The service with its store open, its reaper and its alert worker running; closes
     them all on exit. `link_base`: the dashboard's address, for links in alerts."""
+    exporter = session_exporter()  # before the store opens: a refusal leaves nothing open
     manager = SessionLifecycleManager(settings=settings)
+    manager.on_transitions = exporter
     frequent = await manager.most_frequent_components(COMPONENT_LABELS)  # opens a reader now
     reaper = asyncio.create_task(
         reap_periodically(manager, settings.reap_interval, settings.retention), name="reaper"
@@ -129,6 +135,19 @@ async def running_service(
                 await task
         await manager.close()  # queued writes commit before the store closes
         logger.info("session store closed")
+        if exporter is not None:
+            await asyncio.to_thread(exporter.shutdown)
+
+
+def session_exporter() -> SessionExporter | None:
+    """The OpenTelemetry export of sessions, when OpenTelemetry's variables ask for one."""
+    if not otel_logs_export():
+        return None
+    from session_buddy.app.otel_export import SessionExporter
+
+    exporter = SessionExporter()
+    logger.info("sending sessions as OpenTelemetry logs (OTLP over http/protobuf)")
+    return exporter
 
 
 STDIO_BANNER = (

@@ -1,7 +1,8 @@
-"""Prometheus metrics. Labels are bounded: event type, outcome, component, tool, reason;
-never a session, user or host. Component names are chosen by clients, so at most
-COMPONENT_LABELS of them get a label of their own (the most frequent stored ones first,
-given at start-up, then new ones while there is room); the rest count as `other`."""
+"""Prometheus metrics. Labels are bounded: event type, outcome, component, model, tool,
+reason; never a session, user or host. Component and model names are chosen by clients,
+so at most COMPONENT_LABELS of each get a label of their own (for components, the most
+frequent stored ones first, given at start-up; then new ones while there is room); the
+rest count as `other`."""
 
 from __future__ import annotations
 
@@ -33,11 +34,26 @@ COMPONENT_LABELS = 100
 OTHER_COMPONENTS = "other"
 
 
+class _Bounded:
+    """Names chosen by clients as labels: the first COMPONENT_LABELS, then `other`."""
+
+    def __init__(self, known: Iterable[str] = ()) -> None:
+        self._labelled = set(itertools.islice(known, COMPONENT_LABELS))
+
+    def __call__(self, name: str) -> str:
+        if name not in self._labelled:
+            if len(self._labelled) >= COMPONENT_LABELS:
+                return OTHER_COMPONENTS
+            self._labelled.add(name)
+        return name
+
+
 class SessionMetrics:
     """One registry per server, so several servers in one process never collide."""
 
     def __init__(self, frequent_components: Iterable[str] = ()) -> None:
-        self._labelled = set(itertools.islice(frequent_components, COMPONENT_LABELS))
+        self.component = _Bounded(frequent_components)  # the label a component counts under
+        self._model = _Bounded()
         self.registry = CollectorRegistry()
         self.events = Counter(
             f"{PREFIX}_events",
@@ -77,6 +93,24 @@ class SessionMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.otlp = Counter(
+            f"{PREFIX}_otlp_records",
+            "OpenTelemetry log records and metric points received, by signal and outcome.",
+            ["signal", "outcome"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            f"{PREFIX}_agent_cost_usd",
+            "Cost of agents' API requests as they report it, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            f"{PREFIX}_agent_tokens",
+            "Tokens of agents' API requests as they report them, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.active = Gauge(
             f"{PREFIX}_sessions_active",
             "Sessions active in the store, read at scrape time.",
@@ -89,13 +123,16 @@ class SessionMetrics:
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()
 
-    def component(self, name: str) -> str:
-        """The label a component name counts under."""
-        if name not in self._labelled:
-            if len(self._labelled) >= COMPONENT_LABELS:
-                return OTHER_COMPONENTS
-            self._labelled.add(name)
-        return name
+    def telemetry(self, signal: str, accepted: int, rejected: int) -> None:
+        """OpenTelemetry records (or data points) taken in, and refused."""
+        self.otlp.labels(signal, "accepted").inc(accepted)
+        self.otlp.labels(signal, "rejected").inc(rejected)
+
+    def used(self, model: str, cost_usd: float) -> None:
+        self.cost.labels(self._model(model)).inc(cost_usd)
+
+    def tokens_used(self, kind: str, count: float) -> None:
+        self.tokens.labels(kind).inc(count)
 
     def session_started(self, component: str) -> None:
         self.started.labels(self.component(component)).inc()

@@ -31,6 +31,7 @@ from session_buddy.cli.when import Span, When
 from session_buddy.config import Settings, without_password
 from session_buddy.core.records import BUCKETS, GROUP_KEYS, RECORD_ORDER
 from session_buddy.core.states import ACTIVITIES, SessionStatus
+from session_buddy.core.usage import COUNTERS, TOKEN_KINDS
 from session_buddy.timestamps import format_micros, human_duration, to_micros
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,6 +114,8 @@ def show_command(session_id: str, as_json: bool, target: Target) -> None:
 
     table = Table("field", "value", show_header=False, box=None)
     for field, value in record.items():
+        if field == "usage":
+            continue
         if field == "status":
             shown = render.state(record)
         elif field.endswith("_at"):
@@ -123,6 +126,8 @@ def show_command(session_id: str, as_json: bool, target: Target) -> None:
             shown = json.dumps(value)
         else:
             shown = "-" if value is None else str(value)
+        table.add_row(field, shown)
+    for field, shown in render.usage_lines(record["usage"]).items() if record["usage"] else ():
         table.add_row(field, shown)
     console().print(table)
 
@@ -146,7 +151,9 @@ def events_command(session_id: str, as_json: bool, target: Target) -> None:
         click.echo("  " + json.dumps(event["payload"], sort_keys=True))
 
 
-EXPORT_FIELDS = list(RECORD_ORDER)  # the order of the NDJSON records too
+# The order of the NDJSON records too, whose `usage` object CSV spreads over its own
+# columns (empty for a session without usage).
+EXPORT_FIELDS = [*RECORD_ORDER, *COUNTERS]
 
 
 @sessions.command("export")
@@ -163,7 +170,7 @@ def export_command(active: bool, form: str, output: Any, target: Target, **filte
     for record in _all_sessions(target, chosen(active, filters)):
         if writer is not None:
             flat = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in record.items()}
-            writer.writerow(flat)
+            writer.writerow(flat | (record.get("usage") or {}))
         else:
             output.write(json.dumps(record, separators=(",", ":")) + "\n")
         count += 1
@@ -198,7 +205,8 @@ def stats_command(
     """Counts, durations and failure rates per group (and time bucket).
 
     Durations (mean, p50, p95) are of cleanly ended sessions only; rates are shares of
-    finished sessions."""
+    finished sessions. Cost and tokens, as agents report them through OpenTelemetry,
+    show when any session in view reported them."""
     groups = [key for key in by if key in GROUP_KEYS]
     buckets = [key for key in by if key in BUCKETS]
     if len(groups) > 1 or len(buckets) > 1:
@@ -218,15 +226,21 @@ def stats_command(
         name for name in (str(stats.get("bucket") or ""), str(stats.get("group_by") or "")) if name
     ]
     rows = []
+    used = any(group.get("cost_usd") is not None for group in stats["groups"])
     for group in stats["groups"]:
         cells = {name: _stat(name, group[field]) for name, field in STAT_COLUMNS.items()}
+        cells["cost"] = render.money(group.get("cost_usd"))
+        tokens = [group.get(kind) for kind in TOKEN_KINDS]
+        cells["tokens"] = render.count(sum(tokens)) if None not in tokens else "-"
         if stats.get("bucket"):
             cells[leading[0]] = render.bucket(group["bucket"], stats["bucket"])
         if stats.get("group_by"):
             cells[leading[-1]] = str(group["key"])
         rows.append(cells)
-    layouts = tuple((*leading, *layout) for layout in STAT_LAYOUTS)
-    right = tuple(STAT_COLUMNS)
+    spent = ("cost", "tokens") if used else ()
+    layouts = tuple((*leading, *layout, *spent) for layout in STAT_LAYOUTS)
+    layouts += tuple((*leading, *layout, *spent[:1]) for layout in STAT_LAYOUTS[-2:])
+    right = (*STAT_COLUMNS, *spent)
     console().print(render.fitted_table(rows, layouts, console().width, right=right))
 
 

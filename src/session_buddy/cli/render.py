@@ -65,8 +65,55 @@ LAYOUTS = (
 _PLAIN_STATE = re.compile(r"\[/?[^\]]*\]")
 
 
+def money(usd: float | None) -> str:
+    """US dollars to the cent, or to four places below one cent (`$0.0004`)."""
+    if usd is None:
+        return "-"
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"
+
+
+def count(number: float | None) -> str:
+    """A count as people read it: `950`, `12.3k`, `4.1M`."""
+    if number is None:
+        return "-"
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if number >= size:
+            return f"{number / size:.1f}{suffix}"
+    return f"{number:.0f}"
+
+
+def usage_lines(usage: dict[str, Any]) -> dict[str, str]:
+    """A session's usage as `sessions show` lists it, a line per subject."""
+    lines = {
+        "cost": money(usage["cost_usd"]),
+        "api requests": f"{usage['api_requests']} ({usage['api_errors']} failed)",
+        "tokens": (
+            f"{count(usage['tokens'])}: {count(usage['input_tokens'])} in, "
+            f"{count(usage['output_tokens'])} out, {count(usage['cache_read_tokens'])} "
+            f"cache read, {count(usage['cache_creation_tokens'])} cache write"
+        ),
+        "tool calls": f"{usage['tool_calls']} ({usage['tool_failures']} failed)",
+        "prompts": str(usage["prompts"]),
+        "active time": human_duration(usage["active_seconds"]),
+    }
+    details = {
+        "models": [
+            f"{m['model']} {m['requests']}× {money(m['cost_usd'])}" for m in usage["models"]
+        ],
+        "tools": [
+            f"{t['tool']} {t['calls']}×" + (f" ({t['failures']} failed)" if t["failures"] else "")
+            for t in usage["tools"]
+        ],
+        "api errors": [f"{e['error']} {e['count']}×" for e in usage["errors"]],
+    }
+    return lines | {name: ", ".join(items) for name, items in details.items() if items}
+
+
 def _cells(record: dict[str, Any], now: datetime) -> dict[str, str]:
+    used = record.get("usage") or {}
     return {
+        "cost": money(used.get("cost_usd")),
+        "tokens": count(used.get("tokens")),
         "session id": record["session_id"],
         "state": state(record),
         "shell": record["shell_type"],
@@ -86,10 +133,15 @@ def _width(text: str) -> int:
 
 
 def sessions_table(sessions: list[dict[str, Any]], width: int) -> Table:
-    """The fullest layout whose columns fit in `width`, each cell on one line."""
+    """The fullest layout whose columns fit in `width`, each cell on one line; with cost
+    and tokens when any of the sessions reported usage."""
     now = datetime.now(UTC)
     rows = [_cells(record, now) for record in sessions]
-    return fitted_table(rows, LAYOUTS, width, right=("pid", "took"))
+    layouts: tuple[tuple[str, ...], ...] = LAYOUTS
+    if any(record.get("usage") for record in sessions):
+        layouts = tuple((*layout[:2], "cost", "tokens", *layout[2:]) for layout in LAYOUTS)
+        layouts += tuple((*layout[:2], "cost", *layout[2:]) for layout in LAYOUTS[-3:])
+    return fitted_table(rows, layouts, width, right=("pid", "took", "cost", "tokens"))
 
 
 def fitted_table(

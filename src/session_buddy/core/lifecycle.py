@@ -10,13 +10,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from session_buddy.config import Settings
-from session_buddy.core import queries, transitions
+from session_buddy.core import queries, transitions, usage
 from session_buddy.core.errors import InvalidArgument, plain_text
 from session_buddy.core.records import FILTER_COLUMNS
 from session_buddy.core.retention import PruneReport
 from session_buddy.core.retention import prune as retention_prune
 from session_buddy.core.states import ACTIVITIES
 from session_buddy.core.store import Store, open_store
+from session_buddy.core.store.base import T, Tx
 from session_buddy.core.transitions import (
     Actor,
     EndOutcome,
@@ -26,7 +27,7 @@ from session_buddy.core.transitions import (
     StartOutcome,
 )
 from session_buddy.processes import why_gone
-from session_buddy.timestamps import now_micros, parse_timestamp, to_micros
+from session_buddy.timestamps import format_micros, now_micros, parse_timestamp, to_micros
 
 
 def _micros(value: str | datetime | None, name: str) -> int | None:
@@ -42,7 +43,10 @@ def _micros(value: str | datetime | None, name: str) -> int | None:
 
 
 MAX_AHEAD_US = 24 * 3600 * 1_000_000
+# How long reported usage waits for its session's start before it is dropped.
+USAGE_WAITS = timedelta(days=7)
 RECENT_FINISHED = 20  # the newest finished sessions an overview shows
+COSTLIEST = 10  # the sessions of highest reported cost an overview shows
 
 
 def _equals(given: dict[str, str | None]) -> dict[str, str]:
@@ -96,6 +100,29 @@ class SessionLifecycleManager:
         self.store: Store = open_store(
             self.database_url, sqlite_synchronous=settings.sqlite_synchronous, read_only=read_only
         )
+        # Told, after each commit, the transitions it made (queries.transitions_seen);
+        # called on the event loop, so it must not block (an exporter queues them).
+        self.on_transitions: Callable[[list[dict[str, Any]]], None] | None = None
+
+    async def _write(self, work: Callable[[Tx], T]) -> T:
+        """`store.write`, telling `on_transitions` what the work changed once it is
+        committed (nothing is told of work that failed or was rolled back)."""
+        listener = self.on_transitions
+        if listener is None:
+            return await self.store.write(work)
+
+        def observed(tx: Tx) -> tuple[T, list[dict[str, Any]]]:
+            tx.observed = []
+            try:
+                result = work(tx)
+                return result, queries.transitions_seen(tx, tx.observed)
+            finally:
+                tx.observed = None
+
+        result, seen = await self.store.write(observed)
+        if seen:
+            listener(seen)
+        return result
 
     async def __aenter__(self) -> Self:
         return self
@@ -120,15 +147,13 @@ class SessionLifecycleManager:
         """
         received = self.clock()
         _not_ahead(new.started_us, received)
-        return await self.store.write(
-            lambda tx: transitions.start_session(tx, new, received, actor)
-        )
+        return await self._write(lambda tx: transitions.start_session(tx, new, received, actor))
 
     async def end_session(self, end: SessionEnd) -> EndOutcome:
         """Record an end; an unknown session id comes back as not found."""
         received = self.clock()
         _not_ahead(end.ended_us, received)
-        return await self.store.write(lambda tx: transitions.end_session(tx, end, received))
+        return await self._write(lambda tx: transitions.end_session(tx, end, received))
 
     async def heartbeat(
         self,
@@ -160,7 +185,7 @@ class SessionLifecycleManager:
         payload = {"session_id": session_id, "timestamp": timestamp}
         extras = {"activity": activity, "external_id": external_id, "detail": detail}
         payload |= {name: value for name, value in extras.items() if value is not None}
-        return await self.store.write(
+        return await self._write(
             lambda tx: transitions.record_heartbeat(
                 tx,
                 session_id,
@@ -174,6 +199,15 @@ class SessionLifecycleManager:
                 detail=detail,
             )
         )
+
+    async def record_usage(
+        self, usages: dict[str, usage.Usage], growths: list[usage.Growth] | None = None
+    ) -> dict[str, str | None]:
+        """Add what agents report they used to their sessions, by client session id
+        (`external_id`); usage of a client id not started yet waits for its start. Says
+        which session each client id's usage went to (None: waiting)."""
+        now = self.clock()
+        return await self.store.write(lambda tx: usage.record_all(tx, usages, growths or [], now))
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         plain_text("session_id", session_id)
@@ -275,7 +309,8 @@ class SessionLifecycleManager:
     ) -> dict[str, Any]:
         """What a dashboard shows of the sessions started in [since, until): stats per
         component, per time `bucket` and over all, the duration histogram of cleanly
-        ended sessions and the newest finished sessions. The counts and the durations are
+        ended sessions, the newest finished sessions, the costliest sessions and the cost
+        and tokens per component and bucket. The counts and the durations are
         read side by side, each on a reader of its own."""
         queries.check_bucket(bucket)
         since_us, until_us = _micros(since, "since"), _micros(until, "until")
@@ -283,16 +318,22 @@ class SessionLifecycleManager:
         spec = queries.StatsSpec("component_name", bucket, equals, since_us, until_us)
         per_key = queries.StatsSpec("component_name", None, equals, since_us, until_us)
 
-        def counts_and_finished(tx: Any) -> tuple[Any, list[dict[str, Any]]]:
-            return queries.state_counts(tx, spec), queries.recent_finished(
-                tx, spec, RECENT_FINISHED
-            )
+        def counts_and_finished(tx: Any) -> tuple[Any, dict[str, Any]]:
+            return queries.state_counts(tx, spec), {
+                "finished": queries.recent_finished(tx, spec, RECENT_FINISHED),
+                "costliest": queries.costliest(tx, spec, COSTLIEST),
+                "spend": [
+                    {"key": key, "bucket": format_micros(int(bucket))} | sums
+                    for (key, bucket), sums in queries.usage_totals(tx, spec).items()
+                ],
+            }
 
-        (counts, finished), durations = await asyncio.gather(
+        lists: dict[str, Any]
+        (counts, lists), durations = await asyncio.gather(
             self.store.read(counts_and_finished),
             self.store.read(lambda tx: queries.window_durations(tx, per_key)),
         )
-        return queries.summarize(counts, durations) | {"finished": finished}
+        return queries.summarize(counts, durations) | lists
 
     async def session_events(
         self, session_id: str, *, after: int = 0, limit: int | None = None
@@ -317,6 +358,8 @@ class SessionLifecycleManager:
         `retention`, prune finished sessions quiet for longer than that (by this
         manager's clock)."""
         reaped = await self.reap()
+        forgotten = self.clock() - int(USAGE_WAITS / timedelta(microseconds=1))
+        await self.store.write(lambda tx: usage.forget_waiting(tx, forgotten))
         if retention is None:
             return reaped, None
         cutoff = self.clock() - int(retention / timedelta(microseconds=1))
@@ -326,7 +369,7 @@ class SessionLifecycleManager:
         """Abandon sessions that went silent, or whose local process is gone or reused."""
         now = self.clock()
         cutoff = now - int(self.abandon_after / timedelta(microseconds=1))
-        silent = await self.store.write(lambda tx: transitions.abandon_silent(tx, cutoff, now))
+        silent = await self._write(lambda tx: transitions.abandon_silent(tx, cutoff, now))
         local = await self.store.read(lambda tx: transitions.active_on_host(tx, self.hostname))
         gone = {
             session: why
@@ -335,5 +378,5 @@ class SessionLifecycleManager:
         }
         if not gone:
             return silent
-        abandoned = await self.store.write(lambda tx: transitions.abandon_gone(tx, gone, now))
+        abandoned = await self._write(lambda tx: transitions.abandon_gone(tx, gone, now))
         return silent + abandoned

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from session_buddy.core import usage
 from session_buddy.core.errors import InvalidArgument
 from session_buddy.core.records import (
     BUCKETS,
     GROUP_KEYS,
+    GROUP_USAGE,
     RECORD_COLUMNS,
     stats_group,
     to_record,
@@ -39,8 +41,50 @@ class Params:
 
 
 def fetch_session(tx: Tx, session_id: str) -> dict[str, Any] | None:
+    """A session's record, with its usage by model, tool and error."""
     row = tx.one(f"SELECT {RECORD_COLUMNS} FROM sessions WHERE session_id = $1", (session_id,))
-    return to_record(row) if row else None
+    return to_record(row) | {"usage": usage.of_session(tx, session_id)} if row else None
+
+
+def with_usage(tx: Tx, rows: list[Row]) -> list[dict[str, Any]]:
+    """Rows selected with RECORD_COLUMNS as records, each with its usage sums."""
+    sums = usage.summaries(tx, [str(row["session_id"]) for row in rows])
+    return [to_record(row) | {"usage": sums.get(str(row["session_id"]))} for row in rows]
+
+
+# Logged events that change a session, by the names OpenTelemetry's session
+# conventions give them (and ours where they have none).
+TRANSITIONS = {
+    ("session_start", "tracked"): "session.start",
+    ("session_start", "resumed"): "session_buddy.session.resume",
+    ("session_end", "ended"): "session.end",
+    ("session_end", "crashed"): "session.end",
+    ("reap", "abandoned"): "session.end",
+    ("heartbeat", "revived"): "session_buddy.session.revive",
+}
+ACTIVITY_CHANGE = "session_buddy.session.activity"
+
+
+def transitions_seen(tx: Tx, logged: list[Any]) -> list[dict[str, Any]]:
+    """The transitions among events just logged (core.transitions.Logged), each with
+    the session's record as it is now: {"event", "outcome", "time_us", "record"}."""
+    seen = []
+    for event in logged:
+        name = TRANSITIONS.get((event.event_type, event.outcome))
+        says_activity = '"activity"' in event.payload
+        if name is None and event.outcome in ("recorded", "noted") and says_activity:
+            name = ACTIVITY_CHANGE
+        record = fetch_session(tx, event.session_id) if name is not None else None
+        if record is not None:
+            seen.append(
+                {
+                    "event": name,
+                    "outcome": event.outcome,
+                    "time_us": event.received_us,
+                    "record": record,
+                }
+            )
+    return seen
 
 
 def session_events(
@@ -211,7 +255,7 @@ def list_sessions(tx: Tx, spec: SessionFilter) -> dict[str, Any]:
     if len(rows) > spec.limit:
         last = page[-1]
         next_cursor = encode_cursor(int(last["started_us"]), str(last["session_id"]))
-    return {"sessions": [to_record(row) for row in page], "next_cursor": next_cursor}
+    return {"sessions": with_usage(tx, page), "next_cursor": next_cursor}
 
 
 def check_group_by(group_by: str | None) -> str | None:
@@ -355,6 +399,7 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
     from the window's durations, read once.
     """
     counts = state_counts(tx, spec)
+    used = usage_totals(tx, spec)
     windowed = spec.percentiles and spec.since_us is not None
     durations = window_durations(tx, spec) if windowed else {}
 
@@ -366,7 +411,30 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
         ended = int(counts[group].get(SessionStatus.ENDED, 0))
         return lambda percent: _nth_duration(tx, spec, group, (ended * percent + 99) // 100 - 1)
 
-    return [_group_stats(group, counts[group], percentile(group)) for group in counts]
+    return [
+        _group_stats(group, counts[group], percentile(group), used.get(group)) for group in counts
+    ]
+
+
+def usage_totals(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
+    """The cost and tokens of the sessions that match the spec, per group."""
+    key, bucket = spec.groups()
+    param = Params()
+    grouped = ", ".join(expression for expression in (key, bucket) if expression)
+    sums = ", ".join(f"SUM(u.{name}) AS {name}" for name in GROUP_USAGE)
+    rows = tx.all(
+        f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, {sums} "
+        "FROM session_usage u JOIN sessions ON sessions.session_id = u.session_id "
+        f"WHERE 1 = 1{spec.where(param)}{' GROUP BY ' + grouped if grouped else ''}",
+        param.values,
+    )
+    return {
+        (row["key"], row["bucket"]): {
+            name: float(row[name]) if name == "cost_usd" else int(row[name]) for name in GROUP_USAGE
+        }
+        for row in rows
+        if row["cost_usd"] is not None
+    }
 
 
 def summarize(
@@ -434,7 +502,21 @@ def recent_finished(tx: Tx, spec: StatsSpec, limit: int) -> list[dict[str, Any]]
         f"ORDER BY started_us DESC, session_id DESC LIMIT {param(limit)}",
         param.values,
     )
-    return [to_record(row) for row in rows]
+    return with_usage(tx, rows)
+
+
+def costliest(tx: Tx, spec: StatsSpec, limit: int) -> list[dict[str, Any]]:
+    """The sessions matching the spec with the highest reported cost, highest first."""
+    param = Params()
+    where = spec.where(param)
+    columns = ", ".join(f"sessions.{column.strip()}" for column in RECORD_COLUMNS.split(","))
+    rows = tx.all(
+        f"SELECT {columns} FROM session_usage u JOIN sessions "
+        f"ON sessions.session_id = u.session_id WHERE u.cost_usd > 0{where} "
+        f"ORDER BY u.cost_usd DESC, sessions.session_id LIMIT {param(limit)}",
+        param.values,
+    )
+    return with_usage(tx, rows)
 
 
 def _nth_duration(tx: Tx, spec: StatsSpec, group: Group, offset: int) -> float | None:
@@ -456,7 +538,10 @@ def _nth_duration(tx: Tx, spec: StatsSpec, group: Group, offset: int) -> float |
 
 
 def _group_stats(
-    group: Group, counts: dict[str, Any], percentile: Percentile | None
+    group: Group,
+    counts: dict[str, Any],
+    percentile: Percentile | None,
+    used: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     active, ended, crashed, abandoned = (
         int(counts.get(state, 0)) for state in ("active", "ended", "crashed", "abandoned")
@@ -476,4 +561,5 @@ def _group_stats(
         duration_p95=percentile(95) if percentile and ended else None,
         crash_rate=crashed / finished if finished else None,
         abandon_rate=abandoned / finished if finished else None,
+        **(used or {}),
     )

@@ -75,6 +75,18 @@ class StatsGroup(NamedTuple):
     crash_rate: float | None
     abandon_rate: float | None
     bucket: str | None = None  # start of the hour/day/week (UTC) when bucketed by time
+    # What the group's sessions used, as their agents report it (None: nothing reported).
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+
+
+GROUP_USAGE = (
+    *("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens"),
+    "cache_creation_tokens",
+)
 
 
 def _column(name: str) -> str:
@@ -104,13 +116,16 @@ def to_record(row: Any) -> dict[str, Any]:
 
 def stats_group(**values: Any) -> dict[str, Any]:
     """A stats group as JSON, checked against the StatsGroup fields (`bucket` only when
-    stats are bucketed by time)."""
+    stats are bucketed by time, cost and tokens only when some session reported them)."""
     group = StatsGroup(**values)._asdict()
-    if group["bucket"] is None:
-        del group["bucket"]
+    for name in ("bucket", *GROUP_USAGE):
+        if group[name] is None:
+            del group[name]
     return group
 
 
 def record_types() -> dict[str, Any]:
-    """Each record field's type, for the MCP tools' output schemas."""
-    return get_type_hints(SessionOrigin) | get_type_hints(SessionState)
+    """Each record field's type, for the MCP tools' output schemas; `usage` is what the
+    session used as its agent reports it (core/usage.py), None when nothing."""
+    hints = get_type_hints(SessionOrigin) | get_type_hints(SessionState)
+    return hints | {"usage": dict[str, Any]}

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from session_buddy.core import usage
 from session_buddy.core.rules import Effect, Event, Facts, decide, state_of
 from session_buddy.core.store.base import Store, Tx
 
@@ -83,6 +84,7 @@ def prune_batch(tx: Tx, cutoff_us: int, limit: int) -> dict[str, Any]:
         ):
             continue
         events += tx.run("DELETE FROM events WHERE session_id = $1", (row["session_id"],))
+        usage.forget(tx, str(row["session_id"]))
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
     if not rows:
         events = tx.run(
@@ -90,6 +92,7 @@ def prune_batch(tx: Tx, cutoff_us: int, limit: int) -> dict[str, Any]:
             "AND received_us < $1 LIMIT $2)",
             (cutoff_us, limit),
         )
+        usage.forget_waiting(tx, cutoff_us)
     return {"by_status": by_status, "events": events, "seconds": time.perf_counter() - began}
 
 

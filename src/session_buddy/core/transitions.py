@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from session_buddy.core import alerts
+from session_buddy.core import alerts, usage
 from session_buddy.core.errors import NotOwner
 from session_buddy.core.records import SessionOrigin
 from session_buddy.core.rules import Effect, Event, Facts, Rule, State, decide, state_of
@@ -159,6 +159,18 @@ def log_event(
         "VALUES ($1, $2, $3, $4, $5, $6)",
         (received_us, event_type, session_id, event_id, outcome, payload),
     )
+    if tx.observed is not None and session_id is not None:
+        tx.observed.append(Logged(event_type, outcome, session_id, received_us, payload))
+
+
+class Logged(NamedTuple):
+    """An event as the event log took it, for whoever listens for transitions."""
+
+    event_type: str
+    outcome: str
+    session_id: str
+    received_us: int
+    payload: str
 
 
 def session_id_base(component_name: str, started_us: int) -> str:
@@ -287,6 +299,8 @@ def _create(tx: Tx, new: NewSession, previous: Row | None, received_us: int) -> 
     session_id = _insert_with_unique_id(tx, new, received_us)
     if session_id is not None and new.parent_external_id is None:
         _supersede(tx, new, session_id, received_us)  # a subagent runs in its parent's process
+    if session_id is not None and new.external_id is not None:
+        usage.attach_waiting(tx, session_id, new.external_id)
     return session_id
 
 

@@ -1,4 +1,5 @@
-"""The HTTP application: /mcp (streamable HTTP), /healthz and /metrics."""
+"""The HTTP application: /mcp (streamable HTTP), /healthz, /metrics, the dashboard, the
+Claude Code hook and the OTLP receiver (/v1/logs, /v1/metrics)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from session_buddy.web.middleware import (
     auth_refusal,
     named_origins,
 )
+from session_buddy.web.otlp import OTLP_PATHS, Receiver
 
 MCP_PATH = "/mcp"
 # Stateful MCP sessions: at most this many, each closed after this long without a request.
@@ -95,6 +97,10 @@ def build_http_app(
     @server.custom_route(CLAUDE_HOOK_PATH, methods=["POST"])  # type: ignore[untyped-decorator]
     async def claude_code_hook(request: Request) -> Response:
         return await answer_claude_hook(service, request)
+
+    receiver = Receiver(service)
+    for path in OTLP_PATHS:
+        server.custom_route(path, methods=["POST"])(receiver.__call__)
 
     @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
     async def metrics(request: Request) -> Response:

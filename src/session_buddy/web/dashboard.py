@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from session_buddy import __version__
 from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import INTERNAL_ERROR, STORE_UNAVAILABLE, SessionService
+from session_buddy.cli.render import count, money
 from session_buddy.core.errors import InvalidArgument, StoreUnavailable
 from session_buddy.core.records import FILTER_COLUMNS, GROUP_KEYS
 from session_buddy.timestamps import (
@@ -89,7 +90,9 @@ def templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(duration=human_duration, age=age, elapsed=elapsed, took=took)
+    environment.filters.update(
+        duration=human_duration, age=age, elapsed=elapsed, took=took, money=money, count=count
+    )
     return environment
 
 
@@ -232,6 +235,11 @@ async def _overview(service: SessionService, request: Request, needs_you: list[s
             active=waiting,
             more_active=active["next_cursor"] is not None,
             finished=summary["finished"],
+            bucket=bucket,
+            costliest=summary["costliest"],
+            spend_per_bucket=[
+                group | {"label": _bucket_label(bucket)(group)} for group in summary["spend"]
+            ],
             components=[_crash_free(group) for group in summary["groups"]],
             bars=charts.stacked_bars(
                 summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"

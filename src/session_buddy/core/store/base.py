@@ -19,6 +19,9 @@ class Tx(Protocol):
     # the same skipping rows another transaction holds (for upkeep, which must not wait).
     lock_rows: str
     lock_free_rows: str
+    # While someone listens for transitions (an exporter), the events the work logged;
+    # None otherwise (see SessionLifecycleManager.on_transitions).
+    observed: list[Any] | None
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 

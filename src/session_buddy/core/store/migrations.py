@@ -261,6 +261,61 @@ MIGRATIONS += (
     ),
 )
 
+# Usage per session from OpenTelemetry (core/usage.py): running sums, and counts by
+# model, tool and error. Rows of a client session id whose session has not started yet
+# are kept by that id (session_id NULL) until it starts.
+MIGRATIONS += (
+    Migration(
+        8,
+        "usage per session from OpenTelemetry",
+        (
+            """CREATE TABLE session_usage (
+                session_id TEXT,
+                external_key TEXT,
+                api_requests BIGINT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cache_read_tokens BIGINT NOT NULL,
+                cache_creation_tokens BIGINT NOT NULL,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                api_ms BIGINT NOT NULL,
+                api_errors BIGINT NOT NULL,
+                tool_calls BIGINT NOT NULL,
+                tool_failures BIGINT NOT NULL,
+                prompts BIGINT NOT NULL,
+                active_seconds DOUBLE PRECISION NOT NULL,
+                first_us BIGINT NOT NULL,
+                last_us BIGINT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX session_usage_by_session ON session_usage (session_id) "
+            "WHERE session_id IS NOT NULL",
+            "CREATE UNIQUE INDEX session_usage_waiting ON session_usage (external_key) "
+            "WHERE session_id IS NULL",
+            """CREATE TABLE usage_details (
+                session_id TEXT,
+                external_key TEXT,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                count BIGINT NOT NULL,
+                failures BIGINT NOT NULL,
+                cost_usd DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX usage_details_by_session ON usage_details "
+            "(session_id, kind, name) WHERE session_id IS NOT NULL",
+            "CREATE UNIQUE INDEX usage_details_waiting ON usage_details "
+            "(external_key, kind, name) WHERE session_id IS NULL",
+            """CREATE TABLE usage_series (
+                series TEXT PRIMARY KEY,
+                value DOUBLE PRECISION NOT NULL,
+                updated_us BIGINT NOT NULL
+            )""",
+            "CREATE INDEX usage_series_by_update ON usage_series (updated_us)",
+            "CREATE INDEX session_usage_waiting_since ON session_usage (last_us) "
+            "WHERE session_id IS NULL",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",

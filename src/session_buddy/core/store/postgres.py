@@ -73,6 +73,7 @@ class PostgresTx:
     dialect = "postgresql"
     lock_rows = " FOR UPDATE"
     lock_free_rows = " FOR UPDATE SKIP LOCKED"
+    observed: list[Any] | None = None
 
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:  # a RawCursor: `$n` placeholders
         self._cursor = cursor

@@ -33,6 +33,7 @@ def _numbered(params: Sequence[Any]) -> dict[str, Any]:
 class SQLiteTx:
     dialect = "sqlite"
     lock_rows = lock_free_rows = ""
+    observed: list[Any] | None = None
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
