@@ -17,11 +17,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# What serving needs, and no more (alert channels included; no test or lint tools).
+# What serving needs, and no more (alert channels and the OpenTelemetry export
+# included; no test or lint tools).
 $(BIN)/.served: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[alerts]'
+	$(BIN)/python -m pip install --quiet -e '.[alerts,otel]'
 	touch $@
 
 install: $(BIN)/.installed

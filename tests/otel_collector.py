@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,9 +53,12 @@ class Collector:
                         )
             self.arrived.notify_all()
 
-    def wait_for(self, count: int, seconds: float = 20) -> list[dict[str, Any]]:
+    def wait_until(
+        self, done: Callable[[list[dict[str, Any]]], bool], seconds: float = 20
+    ) -> list[dict[str, Any]]:
+        """The records received once `done` says they are all (or `seconds` passed)."""
         with self.arrived:
-            self.arrived.wait_for(lambda: len(self.records) >= count, seconds)
+            self.arrived.wait_for(lambda: done(self.records), seconds)
             return list(self.records)
 
     def close(self) -> None:
