@@ -24,14 +24,19 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx2
-
-from processes import free_port, http_server, percentile
+from processes import (
+    Server,
+    free_port,
+    http_server,
+    percentile,
+    print_p50_ratios,
+    start_arguments,
+    tracked_p50,
+)
 
 
 class Webhook:
@@ -66,48 +71,6 @@ class Webhook:
                 if not self.changed.wait(deadline - time.monotonic()):
                     raise TimeoutError(f"no notice {title!r} within {timeout} s")
             return self.arrived[title]
-
-
-def start_arguments(component: str) -> dict[str, Any]:
-    return {
-        "event_version": "1.0",
-        "event_id": str(uuid.uuid4()),
-        "component_name": component,
-        "shell_type": "BenchShell",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "pid": None,
-        "user": {"username": "bench", "home": "/home/bench"},
-        "hostname": "bench-host",
-        "environment": {"python_version": "3.11", "platform": "Linux", "cwd": "/srv"},
-    }
-
-
-class Server:
-    """Tool calls over stateless JSON-RPC."""
-
-    def __init__(self, base: str) -> None:
-        self.client = httpx2.Client(base_url=base, timeout=30)
-        self.headers = {"Accept": "application/json, text/event-stream"}
-
-    def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        request = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": name, "arguments": arguments},
-        }
-        reply = self.client.post("/mcp", json=request, headers=self.headers)
-        return dict(reply.json()["result"]["structuredContent"])
-
-    def start(self, component: str) -> str:
-        return str(self.call("track_session_start", start_arguments(component))["session_id"])
-
-    def end(self, session_id: str, **metadata: Any) -> None:
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.call(
-            "track_session_end",
-            {"session_id": session_id, "timestamp": now, "metadata": metadata},
-        )
 
 
 def delivery_latency(server: Server, webhook: Webhook, rounds: int) -> dict[str, list[float]]:
@@ -161,18 +124,6 @@ TEN_RULES = [
     {"condition": "stuck", "factor": 2},
     {"condition": "crash-rate", "below": 50},
 ]
-
-
-def tracked_p50(server: Server, calls: int) -> tuple[list[float], list[float]]:
-    starts, ends = [], []
-    for _ in range(calls):
-        began = time.perf_counter()
-        session = server.start("tracked")
-        starts.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        server.end(session, exit_code=0)
-        ends.append(time.perf_counter() - began)
-    return starts, ends
 
 
 def rules_cost(server: Server, webhook: Webhook, blocks: int, calls: int) -> dict[str, Any]:
@@ -241,17 +192,6 @@ async def in_process(folder: str, blocks: int, calls: int) -> dict[str, dict[str
     return samples
 
 
-def print_cost(title: str, cost: dict[str, dict[str, list[float]]]) -> None:
-    print(title)
-    for call in ("start", "end"):
-        none = statistics.median(cost["none"][call]) * 1000
-        ten = statistics.median(cost["ten"][call]) * 1000
-        print(
-            f"  {call:5} p50 no rules {none:6.3f} ms   10 rules {ten:6.3f} ms   "
-            f"ratio {ten / none:5.3f}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--alerts", type=int, default=30, help="notices timed per condition")
@@ -274,14 +214,16 @@ def main() -> None:
             f"p90 {percentile(seconds, 0.9) * 1000:7.1f} ms   max {max(seconds) * 1000:7.1f} ms"
         )
     pairs = options.blocks * options.calls
-    print_cost(
+    print_p50_ratios(
         f"tracked events over HTTP, {pairs} of each per setup, alternating blocks "
         "(target: within 5 %)",
         cost,
+        "none",
+        "ten",
     )
     with tempfile.TemporaryDirectory() as folder:
         local = asyncio.run(in_process(folder, options.blocks, options.calls))
-    print_cost(f"the same in one process, {pairs} of each per setup", local)
+    print_p50_ratios(f"the same in one process, {pairs} of each per setup", local, "none", "ten")
 
 
 if __name__ == "__main__":

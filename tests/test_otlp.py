@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from conftest import start_payload
-from mcp_helpers import call, http_client, http_server, mint_token, run_cli
+from mcp_helpers import call, http_client, http_server, mint_token, run_cli, server_env
 from otlp_requests import SECOND_NS, active_time, log_record, logs, post, post_json, protobuf
 
 NOW_NS = time.time_ns()
@@ -151,15 +154,15 @@ async def test_usage_sums_records_that_came_before_the_start_and_after(
     assert stats["groups"][0]["input_tokens"] == 50
     shown = run_cli(database_url, "sessions", "show", session_id, COLUMNS="200").stdout
     assert "claude-opus-4-8 2× $0.50" in shown and "Edit 1× (1 failed)" in shown
-    scraped = post_metrics(server)
+    overview = httpx2.get(f"{server}/", timeout=10).text
+    assert "Costliest sessions" in overview and session_id in overview and "$1.00" in overview
+    listed_html = httpx2.get(f"{server}/sessions", timeout=10).text
+    assert "<th>cost</th>" in listed_html and "$1.00" in listed_html
+    detail = httpx2.get(f"{server}/sessions/{session_id}", timeout=10).text
+    assert "claude-opus-4-8 2× $0.50" in detail and "429 1×" in detail
+    scraped = httpx2.get(f"{server}/metrics", timeout=10).text
     assert 'session_buddy_agent_cost_usd_total{model="claude-haiku-4"} 0.5' in scraped
     assert 'session_buddy_otlp_records_total{outcome="rejected",signal="logs"} 1.0' in scraped
-
-
-def post_metrics(base: str) -> str:
-    import httpx2
-
-    return httpx2.get(f"{base}/metrics", timeout=10).text
 
 
 def test_a_resumed_session_gets_the_records_of_its_own_run(server: str, database_url: str) -> None:
@@ -188,11 +191,6 @@ def test_a_resumed_session_gets_the_records_of_its_own_run(server: str, database
 
 
 def run_hook(database_url: str, payload: str, env: dict[str, str]) -> Any:
-    import subprocess
-    import sys
-
-    from mcp_helpers import server_env
-
     return subprocess.run(
         [str(Path(sys.executable).with_name("session-buddy")), "hook", "claude-code"],
         input=payload,

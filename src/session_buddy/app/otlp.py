@@ -86,29 +86,36 @@ class _Tally:
     def _time_us(self, *nanos: Any) -> int:
         for value in nanos:
             try:
-                number = int(value) if isinstance(value, int | str) else 0
+                wanted = isinstance(value, int | str) and not isinstance(value, bool)
+                number = int(value) if wanted else 0
             except ValueError:
                 number = 0
             if 0 < number < 2**63:
                 return number // 1000
         return self.now_us
 
-    def log(
-        self, resource: dict[str, Any], attributes: dict[str, Any], name: str, *times: Any
-    ) -> None:
+    def _counted(self, attributes: dict[str, Any], resource: dict[str, Any]) -> str | None:
+        """The client session a record names, counted as accepted; None (rejected)."""
         key = _client_session(attributes, resource)
         if key is None:
             self.rejected += 1
+        else:
+            self.accepted += 1
+        return key
+
+    def log(
+        self, resource: dict[str, Any], attributes: dict[str, Any], name: str, *times: Any
+    ) -> None:
+        key = self._counted(attributes, resource)
+        if key is None:
             return
-        self.accepted += 1
         sums = self.usages.setdefault(key, Usage())
         sums.seen(self._time_us(*times))
         event = str(attributes.get("event.name") or name).removeprefix(EVENT_PREFIX)
         if event == "api_request":
             sums.add("api_requests", 1)
-            for kind in ("input_tokens", "output_tokens", "cache_read_tokens"):
+            for kind in TOKEN_KINDS:
                 sums.add(kind, _number(attributes.get(kind)))
-            sums.add("cache_creation_tokens", _number(attributes.get("cache_creation_tokens")))
             cost = _number(attributes.get("cost_usd"))
             sums.add("cost_usd", cost)
             sums.add("api_ms", _number(attributes.get("duration_ms")))
@@ -135,12 +142,8 @@ class _Tally:
         start: Any,
         time: Any,
     ) -> None:
-        key = _client_session(attributes, resource)
-        if key is None:
-            self.rejected += 1
-            return
-        self.accepted += 1
-        if metric != ACTIVE_TIME:
+        key = self._counted(attributes, resource)
+        if key is None or metric != ACTIVE_TIME:
             return
         amount, time_us = _number(value), self._time_us(time)
         if temporality == CUMULATIVE:
