@@ -182,3 +182,34 @@ def test_status_reports_the_store_and_the_last_event(tmp_path: Path) -> None:
 )
 def test_which_hooks_are_ours(command: str, ours: bool) -> None:
     assert claude_settings.is_ours({"type": "command", "command": command}) is ours
+
+
+def test_telemetry_goes_in_the_settings_env_with_the_token_from_a_helper(tmp_path: Path) -> None:
+    write_settings(tmp_path, {"env": {"DISABLE_AUTOUPDATER": "1"}})
+    server = "http://127.0.0.1:8678/mcp"
+    token = "header.payload.signature"
+    done = run(tmp_path, "install", "--server-url", server, "--telemetry", "--token", token)
+    assert done.exit_code == 0, done.output
+    settings = settings_of(tmp_path)
+    assert settings["env"]["DISABLE_AUTOUPDATER"] == "1"  # theirs, kept
+    assert settings["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:8678"
+    assert settings["env"]["CLAUDE_CODE_ENABLE_TELEMETRY"] == "1"
+    assert token not in json.dumps(settings)
+    helper = shlex.split(settings["otelHeadersHelper"])
+    printed = subprocess.run(helper, capture_output=True, text=True, check=True).stdout
+    assert json.loads(printed) == {"Authorization": f"Bearer {token}"}
+    assert "Claude Code's telemetry goes to http://127.0.0.1:8678" in run(tmp_path, "status").output
+    assert "--telemetry needs --server-url" in run(tmp_path, "install", "--telemetry").output
+    again = run(tmp_path, "install", "--server-url", server, "--telemetry", "--token", token)
+    assert "nothing changed" in again.output
+    run(tmp_path, "uninstall")
+    assert settings_of(tmp_path) == {"env": {"DISABLE_AUTOUPDATER": "1"}}
+
+
+def test_telemetry_of_their_own_is_left_as_it_is(tmp_path: Path) -> None:
+    theirs = {"env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}}
+    path = write_settings(tmp_path, theirs)
+    done = run(tmp_path, "install", "--server-url", "http://127.0.0.1:8678", "--telemetry")
+    assert done.exit_code != 0
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 already" in done.output
+    assert json.loads(path.read_text()) == theirs

@@ -287,3 +287,31 @@ def test_a_token_without_write_scope_is_refused(home: Home) -> None:
         finally:
             recorder.close()
     assert session["usage"] is None  # nothing the read token sent was kept
+
+
+def test_install_telemetry_needs_nothing_in_claudes_environment(home: Home) -> None:
+    """`claude-code install --telemetry`: the settings point Claude Code's telemetry at
+    the server; the token reaches it through the headers helper, never the file."""
+    writer = mint_token(home.url, SECRET, "sessions:write")
+    reader = mint_token(home.url, SECRET, "sessions:read")
+    settings = home.home / ".claude" / "settings.json"
+    with http_server(home.url, SESSION_BUDDY_SECRET=SECRET) as (base, _):
+        said = home.session_buddy(
+            "claude-code",
+            "install",
+            "--server-url",
+            f"{base}/mcp",
+            "--telemetry",
+            "--token",
+            writer,
+        )
+        assert "telemetry" in said and writer not in settings.read_text()
+        home.claude("[[bash:echo hi]]", {})
+        [session] = wait_for(lambda: [s for s in home.sessions(base, reader) if s["usage"]])
+        home.session_buddy("claude-code", "uninstall")
+    assert session["usage"]["api_requests"] >= 2 and session["usage"]["tool_calls"] == 1
+    assert session["usage"]["cost_usd"] > 0
+    left = json.loads(settings.read_text())
+    assert "otelHeadersHelper" not in left and "OTEL_EXPORTER_OTLP_ENDPOINT" not in left.get(
+        "env", {}
+    )

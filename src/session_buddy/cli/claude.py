@@ -58,6 +58,12 @@ def claude_code() -> None:
     help="Activity events as HTTP hooks to the server (no process per event; not spooled "
     "while the server is down). Starts and ends stay command hooks.",
 )
+@click.option(
+    "--telemetry",
+    is_flag=True,
+    help="Also send Claude Code's own OpenTelemetry (cost, tokens, tools) to the server: "
+    "its variables under `env` in the settings, the token through an otelHeadersHelper.",
+)
 def install(
     scope: str,
     project_dir: Path,
@@ -66,14 +72,16 @@ def install(
     token: str | None,
     token_file: Path | None,
     http_activity: bool,
+    telemetry: bool,
 ) -> None:
     """Write session-buddy's hooks into Claude Code's settings: merged with the hooks
     there (never removing one), in place of an older install of ours; the file as it was
     is kept beside it. Running it again changes nothing."""
     if server_url and database_url:
         raise click.UsageError("give --server-url or --database-url, not both")
-    if http_activity and not server_url:
-        raise click.UsageError("--http-activity needs --server-url")
+    for flag, given in (("--http-activity", http_activity), ("--telemetry", telemetry)):
+        if given and not server_url:
+            raise click.UsageError(f"{flag} needs --server-url")
     flags: dict[str, str] = {}
     if server_url:
         flags["--server-url"] = config.normalized_server_url(server_url)
@@ -90,13 +98,18 @@ def install(
         ours |= {event: cs.http_hook(base, bool(token_file)) for event in cs.ACTIVITY}
     path = cs.settings_path(scope, project_dir)
     settings = _or_usage(lambda: cs.load(path))
-    changed = cs.with_ours(settings, ours)
+    changed = _or_usage(lambda: cs.without_telemetry(cs.with_ours(settings, ours)))
+    if telemetry:
+        base = flags["--server-url"].removesuffix("/mcp")
+        helper = cs.headers_helper(str(token_file)) if token_file else None
+        changed = _or_usage(lambda: cs.with_telemetry(changed, cs.telemetry_env(base), helper))
     if changed == settings:
         click.echo(f"already installed in {path}: nothing changed")
     else:
         backup = _or_usage(lambda: cs.save(path, changed))
         kept = f" (the file as it was: {backup})" if backup else ""
-        click.echo(f"installed {len(ours)} hooks in {path}{kept}")
+        also = " and Claude Code's telemetry" if telemetry else ""
+        click.echo(f"installed {len(ours)} hooks{also} in {path}{kept}")
     if http_activity and token_file:
         click.echo(f"the HTTP hooks send ${config.TOKEN_ENV} from Claude Code's environment")
     _compile_package()
@@ -110,12 +123,24 @@ def uninstall(scope: str, project_dir: Path) -> None:
     """Remove session-buddy's hooks (and only those) from Claude Code's settings."""
     path = cs.settings_path(scope, project_dir)
     settings = _or_usage(lambda: cs.load(path))
-    changed = cs.without_ours(settings)
+    changed = _or_usage(lambda: cs.without_telemetry(cs.without_ours(settings)))
     if changed == settings:
         click.echo(f"no session-buddy hooks in {path}: nothing changed")
         return
     backup = _or_usage(lambda: cs.save(path, changed))
     click.echo(f"removed session-buddy's hooks from {path} (the file as it was: {backup})")
+
+
+@claude_code.command("otel-headers")
+@click.argument("token_file", type=click.Path(dir_okay=False, path_type=Path))
+def otel_headers(token_file: Path) -> None:
+    """Print the headers of Claude Code's OpenTelemetry export, as its otelHeadersHelper
+    asks: the bearer token of TOKEN_FILE (mode 0600)."""
+    try:
+        token = config.read_token_file(str(token_file))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    print_json({"Authorization": f"Bearer {token}"})
 
 
 @claude_code.command("status")
@@ -147,7 +172,9 @@ def _state_of(scope: str, path: Path) -> dict[str, Any]:
     """Our hooks in one settings file: events, the command, its flags, what is missing."""
     state: dict[str, Any] = {"scope": scope, "path": str(path), "events": [], "flags": {}}
     try:
-        ours = cs.ours_in(cs.load(path))
+        settings = cs.load(path)
+        ours = cs.ours_in(settings)
+        state["telemetry"] = cs.telemetry_in(settings)
     except cs.SettingsError as exc:
         return state | {"problem": str(exc)}
     commands = [hook["command"] for hook in ours.values() if hook.get("type") == "command"]
@@ -210,6 +237,8 @@ def _echo_state(state: dict[str, Any]) -> None:
         if "command" in state:
             runs = "" if state["runs"] else "  (NOT FOUND or not executable: install again)"
             click.echo(f"        runs {state['command']}{runs}")
+    if state.get("telemetry"):
+        click.echo(f"        Claude Code's telemetry goes to {state['telemetry']}")
 
 
 def _echo_reach(reach: dict[str, Any]) -> None:

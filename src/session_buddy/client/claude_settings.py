@@ -228,3 +228,85 @@ def keep_token(path: Path, token: str | None) -> None:
         raise SettingsError(
             f"the token file {path} can be read by others (mode {mode:o}): chmod 600 {path}"
         )
+
+
+# Claude Code's own OpenTelemetry export, pointed at the server (`install --telemetry`):
+# variables under the settings' `env`, marked as ours by TELEMETRY_MARK, and the token
+# from an `otelHeadersHelper` command that reads the token file, never from the file.
+TELEMETRY_MARK = "SESSION_BUDDY_TELEMETRY"
+HEADERS_HELPER = "otelHeadersHelper"
+
+
+def telemetry_env(server_base: str) -> dict[str, str]:
+    """What makes Claude Code report to the server at `server_base` (no /mcp)."""
+    return {
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": server_base,
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        TELEMETRY_MARK: "1",
+    }
+
+
+def headers_helper(token_file: str) -> str:
+    """The command Claude Code runs for its export's headers: the bearer token."""
+    return shlex.join([*hook_executable(), "claude-code", "otel-headers", token_file])
+
+
+def _helper_is_ours(command: Any) -> bool:
+    return isinstance(command, str) and "claude-code otel-headers" in command
+
+
+def _env_of(settings: dict[str, Any]) -> dict[str, Any]:
+    env = settings.get("env", {})
+    if not isinstance(env, dict):
+        raise SettingsError("`env` is not an object; the file was left as it is")
+    return env
+
+
+def with_telemetry(
+    settings: dict[str, Any], env: dict[str, str], helper: str | None
+) -> dict[str, Any]:
+    """`settings` with our telemetry variables (in place of ours from before) and our
+    headers helper; SettingsError when the file sends Claude Code's telemetry elsewhere
+    already (its own variables, or a helper of its own, are never overwritten)."""
+    kept = without_telemetry(settings)
+    theirs = {
+        name: value for name, value in _env_of(kept).items() if name in env and value != env[name]
+    }
+    if theirs:
+        name, value = next(iter(theirs.items()))
+        raise SettingsError(
+            f"`env` sets {name}={value} already (telemetry of your own): left as it is; "
+            "remove it, or point Claude Code's telemetry at session-buddy yourself"
+        )
+    if helper and kept.get(HEADERS_HELPER):
+        raise SettingsError(f"{HEADERS_HELPER} is set already (one of your own): left as it is")
+    changed = kept | {"env": {**_env_of(kept), **env}}
+    if helper:
+        changed[HEADERS_HELPER] = helper
+    return changed
+
+
+def without_telemetry(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` without our telemetry variables and headers helper."""
+    env = _env_of(settings)
+    kept = dict(settings)
+    if TELEMETRY_MARK in env:
+        ours = telemetry_env("")
+        env = {name: value for name, value in env.items() if name not in ours}
+        if env:
+            kept["env"] = env
+        else:
+            kept.pop("env", None)
+    if _helper_is_ours(kept.get(HEADERS_HELPER)):
+        del kept[HEADERS_HELPER]
+    return kept
+
+
+def telemetry_in(settings: dict[str, Any]) -> str | None:
+    """Where our telemetry variables send Claude Code's telemetry, if they are there."""
+    env = _env_of(settings)
+    return str(env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) if TELEMETRY_MARK in env else None
