@@ -4,13 +4,16 @@ that come before the session's start, and the answers the OTLP specification ask
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-from conftest import start_payload
+from conftest import fill, start_payload
 from mcp_helpers import call, http_client, http_server, mint_token, run_cli, server_env
 from otlp_requests import SECOND_NS, active_time, log_record, logs, post, post_json, protobuf
 
@@ -259,3 +262,43 @@ def test_a_token_without_write_scope_is_refused(tmp_path: Path) -> None:
         assert status == 403 and answer["error_code"] == "forbidden"
         assert post_json(base, "/v1/logs", document, Authorization="Bearer nope")[0] == 401
         assert post_json(base, "/v1/logs", document, Authorization=f"Bearer {writer}")[0] == 200
+
+
+def test_a_full_disk_asks_the_exporter_to_retry_and_keeps_what_was_stored(
+    small_disk: Path,
+) -> None:
+    url = f"sqlite:///{small_disk / 'sessions.db'}"
+    claude_session = str(uuid.uuid4())
+    many = logs([api_request(claude_session, n, model=f"model-{n}") for n in range(60)])
+    with http_server(url) as (base, _):
+        assert post_json(base, "/v1/logs", logs([api_request(claude_session, 0)]))[0] == 200
+        filler = fill(small_disk)
+        status, headers, body = post(base, "/v1/logs", json.dumps(many).encode())
+        assert status == 503 and headers["retry-after"] == "2"
+        assert json.loads(body)["error_code"] == "store_unavailable"
+        filler.unlink()
+        assert post_json(base, "/v1/logs", many)[0] == 200  # the exporter's retry
+        waiting = json.loads(run_cli(url, "sessions", "list", "--json").stdout)
+    assert waiting["sessions"] == []
+    with http_server(url) as (base, _):
+        session_id = asyncio.run(start(base, claude_session))
+    assert usage_of(url, session_id)["api_requests"] == 61
+
+
+def test_more_exports_at_once_than_it_takes_are_asked_to_retry(tmp_path: Path) -> None:
+    """Four exports wait on a store another process holds locked: a fifth is told to
+    retry (429) at once instead of queueing; the four are stored once the lock goes."""
+    path = tmp_path / "locked.db"
+    document = logs([api_request(str(uuid.uuid4()), 0)])
+    with http_server(f"sqlite:///{path}") as (base, _):
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(4) as pool:
+            waiting = [pool.submit(post_json, base, "/v1/logs", document) for _ in range(4)]
+            time.sleep(1.0)
+            status, headers, body = post(base, "/v1/logs", json.dumps(document).encode())
+            holder.execute("ROLLBACK")
+            answered = [future.result()[0] for future in waiting]
+    assert status == 429 and headers["retry-after"] == "1"
+    assert json.loads(body)["error_code"] == "busy"
+    assert answered == [200] * 4

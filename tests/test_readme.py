@@ -118,6 +118,7 @@ def test_make_run_installs_only_what_serving_needs(tmp_path: Path) -> None:
             check=True,
         ).stdout.lower()
         assert "apprise==" in installed  # alert channels: serving needs them
+        assert "opentelemetry-sdk==" in installed  # and the export of sessions
         for tool in ("mypy", "ruff", "playwright", "pytest", "hypothesis"):
             assert f"\n{tool}==" not in f"\n{installed}", tool
     finally:

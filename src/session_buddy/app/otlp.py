@@ -28,8 +28,9 @@ SESSION_KEY_MAX = 200
 ACTIVE_TIME = "claude_code.active_time.total"
 EVENT_PREFIX = "claude_code."
 CUMULATIVE = 2  # AggregationTemporality: 1 delta, 2 cumulative
-# Larger counts than this are taken for garbage, not usage.
-MOST = 2**53
+# Larger amounts than this in one record are taken for garbage, not usage (a session's
+# sums then stay far from the 64-bit limit).
+MOST = 10**12
 
 
 class OtlpError(ValueError):

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from session_buddy.app import otlp
 from session_buddy.app.auth import WRITE_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import SessionService
-from session_buddy.core.errors import SessionBuddyError
+from session_buddy.core.errors import SessionBuddyError, StoreUnavailable
 from session_buddy.web.middleware import auth_refusal
 
 OTLP_PATHS = {"/v1/logs": "logs", "/v1/metrics": "metrics"}
@@ -73,9 +73,11 @@ class Receiver:
             return _status(exc.status, form, str(exc))
         except otlp.OtlpError as exc:
             return _status(400, form, f"not an OTLP {signal} export request: {exc}")
-        except SessionBuddyError as exc:
+        except StoreUnavailable as exc:
             failed = self.service.failure(exc)
             return _status(503, form, failed["error"], retry_after=2)
+        except SessionBuddyError as exc:  # a value the store refuses: sending it again won't do
+            return _status(400, form, self.service.failure(exc)["error"])
         return _accepted(signal, form, decoded)
 
 
