@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -302,3 +304,50 @@ def test_more_exports_at_once_than_it_takes_are_asked_to_retry(tmp_path: Path) -
     assert status == 429 and headers["retry-after"] == "1"
     assert json.loads(body)["error_code"] == "busy"
     assert answered == [200] * 4
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_decoder_that_dies_is_replaced_and_a_killed_server_leaves_none(tmp_path: Path) -> None:
+    """Export requests are decoded in a process of the server's own: killed, it costs one
+    retry (503); the server killed, it goes too."""
+    url = f"sqlite:///{tmp_path / 'decoded.db'}"
+    claude_session = str(uuid.uuid4())
+    document = logs([api_request(claude_session, 0)])
+    with http_server(url) as (base, server):
+        assert post_json(base, "/v1/logs", document)[0] == 200
+        helpers = children(server.pid)
+        assert helpers  # the decoder (and multiprocessing's resource tracker)
+        for pid in helpers:
+            os.kill(pid, signal.SIGKILL)
+        statuses = [post_json(base, "/v1/logs", document)[0] for _ in range(3)]
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}
+        helpers = children(server.pid)
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in helpers if alive(pid)]
+    with http_server(url) as (base, _):
+        session_id = asyncio.run(start(base, claude_session))
+    assert usage_of(url, session_id)["api_requests"] == statuses.count(200) + 1

@@ -2,4 +2,5 @@
 
 from session_buddy.command import main
 
-main(default=["serve"])
+if __name__ == "__main__":  # not in a worker process that imports it again (spawn)
+    main(default=["serve"])

@@ -16,8 +16,15 @@ import asyncio
 import hashlib
 import json
 import math
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from session_buddy.core.errors import StoreUnavailable
 from session_buddy.core.usage import TOKEN_KINDS, Growth, Usage
 
 if TYPE_CHECKING:
@@ -315,12 +322,67 @@ DECODERS = {
 }
 
 
-async def ingest(service: SessionService, signal: str, form: str, body: bytes) -> Decoded:
-    """Decode an export request (in a thread: a big one takes milliseconds) and add its
-    usage to the sessions it names. Raises OtlpError for a body that is not one, and
-    the store's errors as they are."""
-    decode = DECODERS[(signal, form)]
-    decoded = await asyncio.to_thread(decode, body, service.manager.clock())
+def decode(signal: str, form: str, body: bytes, now_us: int) -> Decoded:
+    return DECODERS[(signal, form)](body, now_us)
+
+
+def _leave_with(parent: int) -> None:
+    """In the decoder process: exit once the server is gone, even killed (its pipes do
+    not tell: the worker holds both ends of its queue)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class Decoder:
+    """Decodes export requests in a process of its own, started on first use: a 500-record
+    request takes ~10 ms of Python, which in the server's process would hold its GIL
+    (json.loads of it alone, ~2 ms at a stretch) while tracked events wait. A decoder
+    process that dies is replaced at the next request."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def __call__(self, signal: str, form: str, body: bytes, now_us: int) -> Decoded:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_leave_with,
+                initargs=(os.getpid(),),
+            )
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, decode, signal, form, body, now_us
+            )
+        except BrokenProcessPool as exc:
+            if self._pool is pool:
+                self._pool = None
+            pool.shutdown(wait=False)
+            raise DecoderGone("the OTLP decoder process stopped; retry") from exc
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+class DecoderGone(StoreUnavailable):
+    """The decoder process died under a request: worth a retry, as a store failure is."""
+
+
+async def ingest(
+    service: SessionService, decoder: Decoder, signal: str, form: str, body: bytes
+) -> Decoded:
+    """Decode an export request (in the decoder process) and add its usage to the
+    sessions it names. Raises OtlpError for a body that is not one, and the store's
+    errors as they are."""
+    decoded = await decoder(signal, form, body, service.manager.clock())
     if decoded.usages or decoded.growths:
         await service.manager.record_usage(decoded.usages, decoded.growths)
     if service.metrics is not None:

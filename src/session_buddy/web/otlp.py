@@ -46,6 +46,7 @@ class Receiver:
 
     def __init__(self, service: SessionService) -> None:
         self.service = service
+        self.decoder = otlp.Decoder()
         self._slots = asyncio.Semaphore(AT_ONCE)
 
     async def __call__(self, request: Request) -> Response:
@@ -68,7 +69,7 @@ class Receiver:
     async def _export(self, signal: str, form: str, request: Request) -> Response:
         try:
             body = _inflated(await request.body(), request.headers.get("content-encoding"))
-            decoded = await otlp.ingest(self.service, signal, form, body)
+            decoded = await otlp.ingest(self.service, self.decoder, signal, form, body)
         except _Refused as exc:
             return _status(exc.status, form, str(exc))
         except otlp.OtlpError as exc:
