@@ -16,18 +16,17 @@ import asyncio
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from session_buddy.core.errors import StoreUnavailable
 from session_buddy.core.usage import TOKEN_KINDS, Growth, Usage
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     from session_buddy.app.service import SessionService
 
 SESSION_KEY = "session.id"
@@ -348,6 +347,10 @@ class Decoder:
         self._pool: ProcessPoolExecutor | None = None
 
     async def __call__(self, signal: str, form: str, body: bytes, now_us: int) -> Decoded:
+        import multiprocessing  # on use: a server nobody sends telemetry never loads it
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 1,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from session_buddy import amounts
 from session_buddy.cli import render
 from session_buddy.cli.app import (
     Target,
@@ -229,9 +230,9 @@ def stats_command(
     used = any(group.get("cost_usd") is not None for group in stats["groups"])
     for group in stats["groups"]:
         cells = {name: _stat(name, group[field]) for name, field in STAT_COLUMNS.items()}
-        cells["cost"] = render.money(group.get("cost_usd"))
+        cells["cost"] = amounts.money(group.get("cost_usd"))
         tokens = [group.get(kind) for kind in TOKEN_KINDS]
-        cells["tokens"] = render.count(sum(tokens)) if None not in tokens else "-"
+        cells["tokens"] = amounts.count(sum(tokens)) if None not in tokens else "-"
         if stats.get("bucket"):
             cells[leading[0]] = render.bucket(group["bucket"], stats["bucket"])
         if stats.get("group_by"):

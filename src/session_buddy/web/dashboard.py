@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from session_buddy import __version__
+from session_buddy.amounts import count, money
 from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import INTERNAL_ERROR, STORE_UNAVAILABLE, SessionService
-from session_buddy.cli.render import count, money
 from session_buddy.core.errors import InvalidArgument, StoreUnavailable
 from session_buddy.core.records import FILTER_COLUMNS, GROUP_KEYS
 from session_buddy.timestamps import (
