@@ -23,6 +23,9 @@ import httpx2
 import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
 
 from conftest import fill, start_payload
 from mcp_helpers import call, http_client, http_server, mint_token, run_cli, server_env
@@ -351,3 +354,21 @@ def test_a_decoder_that_dies_is_replaced_and_a_killed_server_leaves_none(tmp_pat
     with http_server(url) as (base, _):
         session_id = asyncio.run(start(base, claude_session))
     assert usage_of(url, session_id)["api_requests"] == statuses.count(200) + 1
+
+
+def test_protobuf_answers_decode_as_opentelemetry_proto_says(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'answers.db'}"
+    nameless = logs([log_record("api_request", NOW_NS) for _ in range(3)])
+    pointless = active_time("x", 1.0, NOW_NS)
+    point = pointless["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]
+    point["dataPoints"][0]["attributes"] = []  # no session.id
+    with http_server(url) as (base, _):
+        status, _, body = post(base, "/v1/logs", protobuf(nameless), "application/x-protobuf")
+        logs_answer = ExportLogsServiceResponse.FromString(body)
+        status_m, _, body = post(base, "/v1/metrics", protobuf(pointless), "application/x-protobuf")
+        metrics_answer = ExportMetricsServiceResponse.FromString(body)
+    assert (status, status_m) == (200, 200)
+    assert logs_answer.partial_success.rejected_log_records == 3
+    assert logs_answer.partial_success.error_message.endswith("naming a session: 3")
+    assert metrics_answer.partial_success.rejected_data_points == 1
+    assert "data points without a session.id" in metrics_answer.partial_success.error_message

@@ -53,7 +53,7 @@ class Decoded(NamedTuple):
         """The partial-success message, or "" when nothing was rejected."""
         if not self.rejected:
             return ""
-        return f"{self.rejected} {noun} without a session.id attribute naming a session"
+        return f"{noun} without a session.id attribute naming a session: {self.rejected}"
 
 
 def _number(value: Any) -> float:
@@ -397,25 +397,3 @@ async def ingest(
                 if kind == "model":
                     service.metrics.used(name, cost)
     return decoded
-
-
-def export_response(signal: str, rejected: int, message: str) -> bytes:
-    """The protobuf answer to an export request: empty, or a partial success."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-        ExportLogsServiceResponse,
-    )
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceResponse,
-    )
-
-    if signal == "logs":
-        logs = ExportLogsServiceResponse()
-        if rejected:
-            logs.partial_success.rejected_log_records = rejected
-            logs.partial_success.error_message = message
-        return bytes(logs.SerializeToString())
-    metrics = ExportMetricsServiceResponse()
-    if rejected:
-        metrics.partial_success.rejected_data_points = rejected
-        metrics.partial_success.error_message = message
-    return bytes(metrics.SerializeToString())

@@ -111,8 +111,7 @@ def _accepted(signal: str, form: str, decoded: otlp.Decoded) -> Response:
         answer: dict[str, Any] = {"partialSuccess": partial} if problem else {}
         return Response(json.dumps(answer), media_type="application/json")
     return Response(
-        otlp.export_response(signal, decoded.rejected, problem),
-        media_type="application/x-protobuf",
+        _export_response(decoded.rejected, problem), media_type="application/x-protobuf"
     )
 
 
@@ -140,11 +139,29 @@ def _status(status: int, form: str, message: str, *, retry_after: int | None = N
     )
 
 
+# The two answers OTLP/HTTP gives in protobuf, each a number and a text, are written
+# here in protobuf's wire form: the server's process never loads protobuf for them
+# (~3 MB), and google.rpc.Status would need googleapis-common-protos besides.
+
+
+def _number_and_text(number: int, text: str) -> bytes:
+    """A message of field 1 (an integer) and field 2 (a string)."""
+    encoded = text.encode()
+    return b"\x08" + _varint(number) + b"\x12" + _varint(len(encoded)) + encoded
+
+
 def _status_message(code: int, message: str) -> bytes:
-    """google.rpc.Status {code = 1, message = 2} in protobuf's wire form; two fields are
-    not worth a dependency (googleapis-common-protos) in the default install."""
-    text = message.encode()
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+    """google.rpc.Status {code = 1, message = 2}."""
+    return _number_and_text(code, message)
+
+
+def _export_response(rejected: int, message: str) -> bytes:
+    """Export(Logs|Metrics)ServiceResponse {partial_success = 1 {rejected = 1,
+    error_message = 2}}: empty when nothing was rejected."""
+    if not rejected:
+        return b""
+    partial = _number_and_text(rejected, message)
+    return b"\x0a" + _varint(len(partial)) + partial
 
 
 def _varint(number: int) -> bytes:
