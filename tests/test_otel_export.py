@@ -4,6 +4,7 @@ with opentelemetry-proto."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -143,9 +144,13 @@ def test_a_collector_that_never_answers_holds_up_no_write(tmp_path: Path) -> Non
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)  # accepts connections, never reads or answers
     held: list[socket.socket] = []
-    threading.Thread(
-        target=lambda: held.extend(iter(lambda: silent.accept()[0], None)), daemon=True
-    ).start()
+
+    def hold() -> None:  # each connection is taken and kept, unread, until the test ends
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(silent.accept()[0])
+
+    threading.Thread(target=hold, daemon=True).start()
     url = f"sqlite:///{tmp_path / 'hung.db'}"
     env = exporting_to(f"http://127.0.0.1:{silent.getsockname()[1]}")
     try:
