@@ -78,3 +78,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_dashboard.py
 	$(BIN)/python benchmarks/bench_alerts.py
 	$(BIN)/python benchmarks/bench_shell.py
+	$(BIN)/python benchmarks/bench_otlp.py
