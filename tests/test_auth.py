@@ -173,3 +173,33 @@ def test_token_create_explains_mistakes() -> None:
     assert no_secret.returncode != 0 and "SESSION_BUDDY_SECRET" in no_secret.stderr
     bad_scope = cli("token", "create", "--scope", "sessions:delete")
     assert bad_scope.returncode != 0 and "Invalid scope sessions:delete" in bad_scope.stderr
+
+
+@pytest.mark.parametrize("transport", [["serve"], ["serve", "--http", "--port", "0"]])
+def test_a_secret_shorter_than_32_bytes_is_refused_in_one_line(
+    tmp_path: Path, transport: list[str]
+) -> None:
+    store = tmp_path / "weak.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "session_buddy", *transport],
+        env=server_env(f"sqlite:///{store}", SESSION_BUDDY_SECRET="hunter2"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "SESSION_BUDDY_SECRET is 7 bytes: use at least 32" in line
+    assert not store.exists()
+
+
+def test_the_start_up_line_names_the_dashboard_and_whether_auth_is_on(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with http_server(f"sqlite:///{tmp_path / 's.db'}", log=log, SESSION_BUDDY_SECRET=SECRET) as (
+        base,
+        _,
+    ):
+        pass
+    said = log.read_text()
+    assert f"serving MCP on {base}/mcp, the dashboard on {base}/, auth on" in said

@@ -158,7 +158,7 @@ sys.stdin.read()  # lives until the test closes its stdin
 def secured_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A server on the hook's store with a secret set; yields its base URL and a
     sessions:write token (the least a hook needs) from `session-buddy token create`."""
-    secret = "claude-hook-secret"
+    secret = "claude-hook-secret-0123456789abcdefghijklmnop"
     database_url = f"sqlite:///{tmp_path / 'claude.db'}"
     token = mint_token(database_url, secret, "sessions:write")
     with http_server(database_url, SESSION_BUDDY_SECRET=secret) as (base, _):

@@ -25,7 +25,7 @@ from session_buddy.timestamps import format_micros, now_micros
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "dashboard"
-SECRET = "dashboard-secret"
+SECRET = "dashboard-secret-0123456789abcdefghijklmnop"
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):

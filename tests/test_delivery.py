@@ -22,7 +22,7 @@ from mcp_helpers import free_port, http_server, server_env, spooled
 from session_buddy.client.spool import Destination, Spool
 from session_buddy.core import SessionLifecycleManager
 
-SECRET = "delivery-test-secret"
+SECRET = "delivery-test-secret-0123456789abcdefghijklmnop"
 
 
 def env_for(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:

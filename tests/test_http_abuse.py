@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import start_payload
 from mcp_helpers import INITIALIZE, http_client, http_server, mint_token, server_env, structured
 
-SECRET = "hardening-secret"
+SECRET = "hardening-secret-0123456789abcdefghijklmnop"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 

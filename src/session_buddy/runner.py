@@ -103,6 +103,7 @@ async def running_service(
 ) -> AsyncIterator[SessionService]:
     """The service with its store open, its reaper and its alert worker running; closes
     them all on exit. `link_base`: the dashboard's address, for links in alerts."""
+    check_secret(settings.secret)
     exporter = session_exporter()  # before the store opens: a refusal leaves nothing open
     manager = SessionLifecycleManager(settings=settings)
     manager.on_transitions = exporter
@@ -137,6 +138,24 @@ async def running_service(
         logger.info("session store closed")
         if exporter is not None:
             await asyncio.to_thread(exporter.shutdown)
+
+
+SECRET_MIN_BYTES = 32  # HS256 keys shorter than its hash are guessable offline
+
+
+class WeakSecretError(SessionBuddyError):
+    """Refusing to sign tokens with a secret that could be guessed."""
+
+    code = "weak_secret"
+
+
+def check_secret(secret: str | None) -> None:
+    """A server refuses a secret too short to sign tokens safely."""
+    if secret is not None and len(secret.encode()) < SECRET_MIN_BYTES:
+        raise WeakSecretError(
+            f"SESSION_BUDDY_SECRET is {len(secret.encode())} bytes: use at least "
+            f"{SECRET_MIN_BYTES} (python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
 
 
 def session_exporter() -> SessionExporter | None:
@@ -252,10 +271,12 @@ async def serve_http(
                 timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
                 h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             )
+            base = f"http://{shown}:{port}"
             logger.info(
-                "session-buddy serving MCP on http://%s:%d/mcp, database %s",
-                host,
-                port,
+                "session-buddy serving MCP on %s/mcp, the dashboard on %s/, %s; database %s",
+                base,
+                base,
+                "auth on: a token is needed" if settings.secret else "auth off",
                 without_password(settings.database_url),
             )
             # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
