@@ -269,26 +269,100 @@ def test_the_page_refreshes_itself_keeping_filters(
     assert seen == []
 
 
-def test_a_secured_dashboard_asks_for_a_token(browser: Browser, tmp_path: Path) -> None:
+def test_a_login_stays_across_tabs_and_browser_restarts_until_logout(
+    browser: Browser, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'secured.db'}"
     in_a_thread(seed(url, "http://127.0.0.1:9"))
-    minted = mint_token(url, SECRET, "sessions:read")
-    with http_server(url, SESSION_BUDDY_SECRET=SECRET) as (base, _):
-        page, seen = watched(browser)
-        answer = page.goto(f"{base}/")
+    reader = mint_token(url, SECRET, "sessions:read")
+    writer = mint_token(url, SECRET, "sessions:write")
+    log = tmp_path / "server.log"
+    with http_server(url, log=log, SESSION_BUDDY_SECRET=SECRET) as (base, _):
+        context = browser.new_context()
+        page = context.new_page()
+        answer = page.goto(f"{base}/sessions?status=ended")
         assert answer is not None and answer.status == 401
-        assert page.locator("#token").is_visible() and page.locator("#now").count() == 0
+        assert page.locator("#token").is_visible() and page.locator("#list").count() == 0
+        assert "--ttl 2592000" in page.locator("#locked pre").inner_text()
+        assert page.locator("#refresh").is_hidden()  # nothing live while locked
         shoot(page, "locked")
-        page.fill("#token", minted)
+        for given, said in (
+            ("not.a.token", "That is not a session-buddy token"),
+            (writer, "That token may not read sessions (it has sessions:write)"),
+        ):
+            page.fill("#token", given)
+            page.click("#token-form button")
+            assert said in page.locator("#locked .error").inner_text()
+        page.fill("#token", reader)
+        page.click("#token-form button")
+        page.wait_for_selector("#list tbody tr")
+        assert page.url == f"{base}/sessions?status=ended"  # back where it was asked
+        [cookie] = context.cookies()
+        assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+        assert cookie["expires"] > datetime.now(UTC).timestamp() + 3000
+        assert page.evaluate("document.cookie") == ""  # no script can read the login
+        stored = "JSON.stringify([Object.keys(localStorage), Object.keys(sessionStorage)])"
+        assert reader not in page.evaluate(stored)
+
+        tab = context.new_page()  # another tab, a bookmark: no question asked
+        assert (tab.goto(f"{base}/sessions") or answer).status == 200
+        state = tmp_path / "browser-state.json"
+        context.storage_state(path=str(state))
+        context.close()
+        restarted = browser.new_context(storage_state=str(state))
+        again = restarted.new_page()
+        assert (again.goto(f"{base}/") or answer).status == 200
+        again.click("form.logout button")
+        again.wait_for_selector("#token")
+        assert (again.goto(f"{base}/") or answer).status == 401
+        restarted.close()
+    assert reader not in log.read_text() and writer not in log.read_text()
+
+
+FORGED = """<!doctype html><html><body>
+<form id="forged" method="post" action="{target}"><input name="csrf" value="guess"></form>
+<script>document.getElementById("forged").submit();</script></body></html>"""
+
+
+def test_a_forged_cross_site_post_is_refused(browser: Browser, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'forged.db'}"
+    reader = mint_token(url, SECRET, "sessions:read")
+    with http_server(url, SESSION_BUDDY_SECRET=SECRET) as (base, _):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{base}/")
+        page.fill("#token", reader)
         page.click("#token-form button")
         page.wait_for_selector("#now")
-        assert minted not in page.url
-        assert page.evaluate("sessionStorage.getItem('session-buddy-token')") == minted
-        page.click("nav a[href='/sessions']")
-        page.wait_for_selector("#list tbody tr")
-        assert page.url == f"{base}/sessions" and minted not in page.url
-        shoot(page, "unlocked-sessions")
-        assert seen == []
+        for target in ("logout", "login"):
+            evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _serving(FORGED, base, target))
+            threading.Thread(target=evil.serve_forever, daemon=True).start()
+            try:
+                attack = context.new_page()
+                with attack.expect_response(f"{base}/{target}") as answered:
+                    attack.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+                assert answered.value.status == 403
+            finally:
+                evil.shutdown()
+        assert (page.goto(f"{base}/") or page).status == 200  # still logged in
+        context.close()
+
+
+def _serving(template: str, base: str, target: str) -> type[http.server.BaseHTTPRequestHandler]:
+    body = template.format(target=f"{base}/{target}").encode()
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Evil
 
 
 async def waiting_session(url: str, claude_id: str) -> str:

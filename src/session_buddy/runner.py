@@ -25,6 +25,7 @@ from session_buddy.core import SessionLifecycleManager
 from session_buddy.core.errors import SessionBuddyError
 from session_buddy.mcp.server import build_mcp_server
 from session_buddy.web.app import build_http_app
+from session_buddy.web.middleware import valid_prefix
 
 if TYPE_CHECKING:
     from session_buddy.app.otel_export import SessionExporter
@@ -233,7 +234,10 @@ async def serve_http(
     allowed_hosts: Iterable[str] = (),
     insecure_bind: bool = False,
     stateless: bool = False,
+    root_path: str = "",
+    trusted_proxies: Iterable[str] = (),
 ) -> None:
+    valid_prefix(root_path)  # a malformed one is refused before anything starts
     if not is_loopback(host) and settings.secret is None and not insecure_bind:
         raise InsecureBindError(
             f"refusing to listen on {host} without SESSION_BUDDY_SECRET: anyone on the "
@@ -259,6 +263,8 @@ async def serve_http(
                 bind_host=host,
                 allowed_hosts=allowed_hosts,
                 stateless=stateless,
+                root_path=root_path,
+                trusted_proxies=trusted_proxies,
             )
             config = uvicorn.Config(
                 app,
@@ -271,7 +277,7 @@ async def serve_http(
                 timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
                 h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             )
-            base = f"http://{shown}:{port}"
+            base = f"http://{shown}:{port}{valid_prefix(root_path)}"
             logger.info(
                 "session-buddy serving MCP on %s/mcp, the dashboard on %s/, %s; database %s",
                 base,

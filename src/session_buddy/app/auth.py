@@ -11,6 +11,7 @@ from session_buddy.core import Actor
 from session_buddy.core.errors import InvalidArgument, SessionBuddyError
 
 AUDIENCE = "session-buddy"
+LOGIN_AUDIENCE = "session-buddy-dashboard"  # a dashboard login cookie: never a bearer token
 ISSUER = "session-buddy"
 ALGORITHM = "HS256"
 READ_SCOPE = "sessions:read"
@@ -25,15 +26,24 @@ CLAIMS_STATE_KEY = "session_buddy_claims"
 
 
 class AuthError(SessionBuddyError):
-    """A missing or invalid credential; the message says which."""
+    """A missing or invalid credential; the message says which, `reason` in one word
+    (missing, malformed, expired, signature, audience, algorithm, scope)."""
 
     code = "unauthorized"
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingScope(AuthError):
     """A valid credential without the scope the call needs."""
 
     code = "forbidden"
+
+    def __init__(self, message: str, granted: list[str] | None = None) -> None:
+        super().__init__(message, "scope")
+        self.granted = granted or []
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,12 @@ class TokenAuthority:
     def verify(self, token: str | None) -> dict[str, Any]:
         """The token's claims, or AuthError naming what is wrong with it."""
         if not token:
-            raise AuthError("a bearer token is required (Authorization header or token argument)")
+            raise AuthError(
+                "a bearer token is required (Authorization header or token argument)", "missing"
+            )
+        return self._decode(token, AUDIENCE)
+
+    def _decode(self, token: str, audience: str) -> dict[str, Any]:
         import jwt
 
         try:
@@ -88,20 +103,45 @@ class TokenAuthority:
                 token,
                 self.secret,
                 algorithms=[ALGORITHM],
-                audience=AUDIENCE,
+                audience=audience,
                 options={"require": ["exp", "aud"]},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token expired") from exc
+            raise AuthError("token expired", "expired") from exc
         except jwt.InvalidAudienceError as exc:
-            raise AuthError(f"token audience is not {AUDIENCE!r}") from exc
+            raise AuthError(f"token audience is not {audience!r}", "audience") from exc
         except jwt.InvalidSignatureError as exc:
-            raise AuthError("token signature is invalid") from exc
+            raise AuthError("token signature is invalid", "signature") from exc
         except jwt.InvalidAlgorithmError as exc:
-            raise AuthError(f"token algorithm must be {ALGORITHM}") from exc
+            raise AuthError(f"token algorithm must be {ALGORITHM}", "algorithm") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError(f"invalid token: {exc}") from exc
+            raise AuthError(f"invalid token: {exc}", "malformed") from exc
         return claims
+
+    def login(self, claims: dict[str, Any], longest_seconds: int) -> tuple[str, int]:
+        """A dashboard login for verified token claims: a signed value for a cookie, good
+        for reading only, on the dashboard only (its own audience), until the token
+        expires or `longest_seconds` pass; and how many seconds that is."""
+        import secrets
+
+        import jwt
+
+        now = int(time.time())
+        expires = min(int(claims["exp"]), now + longest_seconds)
+        login = {
+            "iss": ISSUER,
+            "aud": LOGIN_AUDIENCE,
+            "sub": claims.get("sub", ""),
+            "iat": now,
+            "exp": expires,
+            "scope": READ_SCOPE,
+            "csrf": secrets.token_urlsafe(16),
+        }
+        return jwt.encode(login, self.secret, algorithm=ALGORITHM), expires - now
+
+    def verify_login(self, value: str) -> dict[str, Any]:
+        """The claims of a dashboard login cookie, or AuthError."""
+        return self._decode(value, LOGIN_AUDIENCE)
 
     def authorize(self, caller: Caller, scope: str) -> dict[str, Any]:
         """The caller's claims, which must grant `scope`; a token is verified here, once."""
@@ -110,7 +150,7 @@ class TokenAuthority:
         )
         granted = str(claims.get("scope", "")).split()
         if scope not in granted:
-            raise MissingScope(f"token lacks scope {scope!r}")
+            raise MissingScope(f"token lacks scope {scope!r}", granted)
         return claims
 
 

@@ -29,6 +29,18 @@ from session_buddy.config import Settings
     is_flag=True,
     help="Keep no MCP sessions (for several servers behind a load balancer).",
 )
+@click.option(
+    "--root-path",
+    default="",
+    help="The sub-path a reverse proxy serves the server under (/sb): every link, asset "
+    "and form of the dashboard starts with it.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1,::1",
+    show_default=True,
+    help="Proxies whose X-Forwarded-Prefix and X-Forwarded-Proto are believed (comma-separated).",
+)
 def serve_command(
     database_url: str | None,
     use_http: bool,
@@ -37,6 +49,8 @@ def serve_command(
     allowed_hosts: tuple[str, ...],
     insecure_bind: bool,
     stateless: bool,
+    root_path: str,
+    forwarded_allow_ips: str,
 ) -> None:
     """Run the MCP server (stdio by default, --http for streamable HTTP on /mcp)."""
     import asyncio
@@ -55,6 +69,8 @@ def serve_command(
                     allowed_hosts=allowed_hosts,
                     insecure_bind=insecure_bind,
                     stateless=stateless,
+                    root_path=root_path,
+                    trusted_proxies=[ip.strip() for ip in forwarded_allow_ips.split(",")],
                 )
             )
         else:

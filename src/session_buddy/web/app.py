@@ -24,6 +24,7 @@ from session_buddy.web.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     CleanRequestMiddleware,
+    ForwardedPrefixMiddleware,
     RefusalShapeMiddleware,
     TrustedHostMiddleware,
     allowed_host_names,
@@ -75,9 +76,12 @@ def build_http_app(
     bind_host: str = "127.0.0.1",
     allowed_hosts: Iterable[str] = (),
     stateless: bool = False,
+    root_path: str = "",
+    trusted_proxies: Iterable[str] = (),
 ) -> ASGIApp:
-    """The routes behind the middlewares (outermost first): trusted host, body limit,
-    bearer auth when a secret is set.
+    """The routes behind the middlewares (outermost first): the sub-path (`root_path`,
+    or the X-Forwarded-Prefix of a trusted proxy), trusted host, body limit, bearer auth
+    when a secret is set.
 
     `stateless` answers every request on its own (no MCP session to stick to), for
     several servers behind a load balancer; the default keeps sessions, which is faster.
@@ -145,6 +149,7 @@ def build_http_app(
         app = BearerAuthMiddleware(app, authority=service.authority, path=MCP_PATH)
     app = CleanRequestMiddleware(BodyLimitMiddleware(RefusalShapeMiddleware(app)))
     allowed = tuple(allowed_hosts)
-    return TrustedHostMiddleware(
+    app = TrustedHostMiddleware(
         app, hosts=allowed_host_names(bind_host, allowed), origins=named_origins(allowed)
     )
+    return ForwardedPrefixMiddleware(app, prefix=root_path, trusted=trusted_proxies)

@@ -37,6 +37,15 @@ from session_buddy.timestamps import (
     to_micros,
 )
 from session_buddy.web import charts
+from session_buddy.web.login import (
+    COOKIE,
+    TOKEN_COMMAND,
+    friendly,
+    log_in,
+    log_out,
+    logged_in,
+    prefix,
+)
 from session_buddy.web.middleware import refusal
 
 if TYPE_CHECKING:
@@ -56,7 +65,7 @@ SECURITY_HEADERS = {
         "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make Chromium send Origin: null
     "Cache-Control": "no-store",
 }
 
@@ -100,30 +109,28 @@ def register_dashboard(server: Any, service: SessionService) -> None:
     """Add the dashboard's routes to the MCP server's HTTP app."""
 
     async def guarded(request: Request, page: Any) -> Response:
-        try:
-            bearer = bearer_token(request.headers.get("authorization"))
-            service.authorize(Caller(bearer), READ_SCOPE)
-        except AuthError as exc:
-            locked = (
-                templates()
-                .get_template("locked.html")
-                .render(
-                    reason=str(exc) if request.headers.get("authorization") else None,
-                    version=__version__,
-                )
-            )
-            return HTMLResponse(locked, status_code=401, headers=SECURITY_HEADERS)
+        header = request.headers.get("authorization")
+        login = logged_in(service, request) if header is None else None
+        request.state.login = login
+        if login is None:
+            try:
+                service.authorize(Caller(bearer_token(header)), READ_SCOPE)
+            except AuthError as exc:
+                if header is not None:
+                    return locked(request, friendly(exc))
+                ended = LOGIN_ENDED if request.cookies.get(COOKIE) else None
+                return locked(request, ended)
         began = time.perf_counter()
         try:
             html = await page(request, await service.manager.needing_someone())
         except InvalidArgument as exc:
-            return _problem(400, str(exc))
+            return _problem(request, 400, str(exc))
         except StoreUnavailable as exc:
             service.logger.error("dashboard: store failure: %s", exc)
-            return _problem(503, STORE_UNAVAILABLE)
+            return _problem(request, 503, STORE_UNAVAILABLE)
         except Exception as exc:
             service.logger.error("dashboard: internal error: %r", exc, exc_info=exc)
-            return _problem(500, INTERNAL_ERROR)
+            return _problem(request, 500, INTERNAL_ERROR)
         spent = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"  # server time, for people
         return HTMLResponse(html, headers=SECURITY_HEADERS | {"Server-Timing": spent})
 
@@ -147,6 +154,16 @@ def register_dashboard(server: Any, service: SessionService) -> None:
 
         server.custom_route(path, methods=["GET"])(route)
 
+    @server.custom_route("/login", methods=["POST"])  # type: ignore[untyped-decorator]
+    async def login(request: Request) -> Response:
+        if service.authority is None:
+            return refusal(404, "not_found", "this server has no secret: nothing to log in to")
+        return await log_in(service, request, locked)
+
+    @server.custom_route("/logout", methods=["POST"])  # type: ignore[untyped-decorator]
+    async def logout(request: Request) -> Response:
+        return await log_out(service, request)
+
     @server.custom_route("/static/{name}", methods=["GET"])  # type: ignore[untyped-decorator]
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -157,8 +174,43 @@ def register_dashboard(server: Any, service: SessionService) -> None:
         return Response(body, media_type=STATIC[name], headers=headers)
 
 
-def _problem(status: int, message: str) -> HTMLResponse:
-    html = templates().get_template("error.html").render(message=message)
+LOGIN_ENDED = "Your login has ended (it expired, or the server's secret changed): paste a token."
+
+
+def locked(request: Request, reason: str | None) -> HTMLResponse:
+    """The page that asks for a token (401), saying why the last one would not do."""
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.url.path == "/login":  # a login that failed: still the page first asked
+        wanted = request.query_params.get("next", "/")
+    html = render(
+        request,
+        "locked.html",
+        page="",
+        reason=reason,
+        command=TOKEN_COMMAND,
+        next=urlencode({"next": wanted}),
+    )
+    return HTMLResponse(html, status_code=401, headers=SECURITY_HEADERS)
+
+
+def render(request: Request, name: str, **values: Any) -> str:
+    """A page, with what every page needs: the sub-path it is served under, the version,
+    and the login's CSRF token for the logout form."""
+    login = getattr(request.state, "login", None)
+    return (
+        templates()
+        .get_template(name)
+        .render(
+            root=prefix(request),
+            version=__version__,
+            csrf=login["csrf"] if login else None,
+            **values,
+        )
+    )
+
+
+def _problem(request: Request, status: int, message: str) -> HTMLResponse:
+    html = render(request, "error.html", message=message)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
@@ -218,39 +270,36 @@ async def _overview(service: SessionService, request: Request, needs_you: list[s
         active["sessions"], key=lambda s: (ACTIVITY_ORDER.get(s["activity"] or "", 4),)
     )
     total = summary["total"]
-    return (
-        templates()
-        .get_template("overview.html")
-        .render(
-            page="overview",
-            version=__version__,
-            needs_you=needs_you,
-            filters=filters,
-            query=urlencode(filters),
-            window=window,
-            windows=list(WINDOWS),
-            custom_from=since if window == "custom" else "",
-            custom_to=until or "",
-            since=since,
-            active=waiting,
-            more_active=active["next_cursor"] is not None,
-            finished=summary["finished"],
-            bucket=bucket,
-            costliest=summary["costliest"],
-            spend_per_bucket=[
-                group | {"label": _bucket_label(bucket)(group)} for group in summary["spend"]
-            ],
-            components=[_crash_free(group) for group in summary["groups"]],
-            bars=charts.stacked_bars(
-                summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"
-            ),
-            histogram=charts.histogram(
-                summary["histogram"],
-                total["duration_p50"] if total else None,
-                total["duration_p95"] if total else None,
-            ),
-            total=_crash_free(total) if total else None,
-        )
+    return render(
+        request,
+        "overview.html",
+        page="overview",
+        needs_you=needs_you,
+        filters=filters,
+        query=urlencode(filters),
+        window=window,
+        windows=list(WINDOWS),
+        custom_from=since if window == "custom" else "",
+        custom_to=until or "",
+        since=since,
+        active=waiting,
+        more_active=active["next_cursor"] is not None,
+        finished=summary["finished"],
+        bucket=bucket,
+        costliest=summary["costliest"],
+        spend_per_bucket=[
+            group | {"label": _bucket_label(bucket)(group)} for group in summary["spend"]
+        ],
+        components=[_crash_free(group) for group in summary["groups"]],
+        bars=charts.stacked_bars(
+            summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"
+        ),
+        histogram=charts.histogram(
+            summary["histogram"],
+            total["duration_p50"] if total else None,
+            total["duration_p95"] if total else None,
+        ),
+        total=_crash_free(total) if total else None,
     )
 
 
@@ -271,19 +320,16 @@ async def _sessions(service: SessionService, request: Request, needs_you: list[s
     next_query = (
         urlencode(filters | {"cursor": page["next_cursor"]}) if page["next_cursor"] else None
     )
-    return (
-        templates()
-        .get_template("sessions.html")
-        .render(
-            page="sessions",
-            version=__version__,
-            needs_you=needs_you,
-            filters=filters,
-            statuses=("active", "ended", "crashed", "abandoned"),
-            sessions=page["sessions"],
-            next_query=next_query,
-            first_query=urlencode(filters) if cursor else None,
-        )
+    return render(
+        request,
+        "sessions.html",
+        page="sessions",
+        needs_you=needs_you,
+        filters=filters,
+        statuses=("active", "ended", "crashed", "abandoned"),
+        sessions=page["sessions"],
+        next_query=next_query,
+        first_query=urlencode(filters) if cursor else None,
     )
 
 
@@ -304,21 +350,18 @@ async def _detail(service: SessionService, request: Request, needs_you: list[str
     if record.get("external_id") and record.get("status") != "not_found":
         linked = await service.list_sessions(external_id=record["external_id"], limit=PAGE)
         children = [s for s in linked["sessions"] if s["session_id"] != session_id]
-    return (
-        templates()
-        .get_template("detail.html")
-        .render(
-            page="detail",
-            version=__version__,
-            needs_you=needs_you,
-            record=record,
-            found=record.get("status") != "not_found",
-            events=events,
-            earlier=int(after) > 0,
-            next_events=events[-1]["id"] if more else None,
-            same_external=children,
-            pretty=_pretty,
-        )
+    return render(
+        request,
+        "detail.html",
+        page="detail",
+        needs_you=needs_you,
+        record=record,
+        found=record.get("status") != "not_found",
+        events=events,
+        earlier=int(after) > 0,
+        next_events=events[-1]["id"] if more else None,
+        same_external=children,
+        pretty=_pretty,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -345,3 +346,51 @@ class RefusalShapeMiddleware:
 
 async def _nothing() -> Message:
     return {"type": "http.disconnect"}
+
+
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+# Where the request scope says the dashboard's own address starts (the sub-path a
+# proxy serves it under) and whether the browser reached it over https.
+PREFIX_STATE_KEY = "session_buddy_prefix"
+HTTPS_STATE_KEY = "session_buddy_https"
+
+
+def valid_prefix(prefix: str) -> str:
+    """A sub-path as `--root-path` takes it: `/sb`, `/tools/sessions`; "" for none."""
+    prefix = prefix.rstrip("/")
+    if prefix and not _PREFIX.fullmatch(prefix):
+        raise ValueError(f"--root-path {prefix!r}: a path like /sb, of letters, digits, . _ ~ -")
+    return prefix
+
+
+class ForwardedPrefixMiddleware:
+    """Serving under a sub-path behind a reverse proxy: the prefix is `--root-path`, or
+    the `X-Forwarded-Prefix` of a proxy at one of the trusted addresses (as its
+    `X-Forwarded-Proto` says whether the browser used https). A request whose path still
+    holds the prefix (a proxy that does not strip it) is routed without it. Pages build
+    every link, asset and form from the prefix."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str = "", trusted: Iterable[str] = ()) -> None:
+        self.app = app
+        self.prefix = valid_prefix(prefix)
+        self.trusted = set(trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        prefix, https = self.prefix, scope.get("scheme") == "https"
+        client = scope.get("client")
+        if client and client[0] in self.trusted:
+            headers = Headers(scope=scope)
+            forwarded = headers.get("x-forwarded-prefix", "").rstrip("/")
+            if forwarded and _PREFIX.fullmatch(forwarded):
+                prefix = forwarded
+            https = https or headers.get("x-forwarded-proto", "").lower() == "https"
+        path = scope["path"]
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            rest = path[len(prefix) :] or "/"
+            scope = dict(scope, path=rest, raw_path=rest.encode())
+        state = scope.setdefault("state", {})
+        state[PREFIX_STATE_KEY], state[HTTPS_STATE_KEY] = prefix, https
+        await self.app(scope, receive, send)

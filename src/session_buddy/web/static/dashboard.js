@@ -1,22 +1,15 @@
-// session-buddy dashboard: the token of a secured server (session storage, sent as a
-// header, never in a URL), a refresh every few seconds that keeps filters and scroll,
+// session-buddy dashboard: a refresh every few seconds that keeps filters and scroll,
 // sortable tables, and (opt-in) a browser notification when a session starts to need
-// someone. The pages work without it.
+// someone. The pages work without it; a secured server's login is an HttpOnly cookie,
+// which no script here can read.
 "use strict";
 
-const TOKEN_KEY = "session-buddy-token";
 const NOTIFY_KEY = "session-buddy-notify";
 const REFRESH_MS = 5000;
 let seenNeeding = null; // ids that needed someone at the last look
 
-function token() {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
 async function fetchPage(url) {
-  const headers = {};
-  if (token()) headers.Authorization = "Bearer " + token();
-  const answer = await fetch(url, { headers, credentials: "omit", cache: "no-store" });
+  const answer = await fetch(url, { credentials: "same-origin", cache: "no-store" });
   const text = await answer.text();
   return new DOMParser().parseFromString(text, "text/html");
 }
@@ -73,10 +66,8 @@ function wireNotify() {
   });
 }
 
-async function show(url, push) {
-  const doc = await fetchPage(url);
-  if (push) history.pushState({}, "", url);
-  swap(doc);
+async function show(url) {
+  swap(await fetchPage(url));
 }
 
 function busy() {
@@ -88,7 +79,7 @@ async function refresh() {
   if (document.hidden || busy()) return;
   const x = window.scrollX;
   const y = window.scrollY;
-  await show(location.href, false);
+  await show(location.href);
   window.scrollTo(x, y);
 }
 
@@ -113,44 +104,14 @@ function wire() {
     th.tabIndex = 0;
     th.addEventListener("click", () => sortBy(th.closest("table"), th.cellIndex, th));
   });
-  const form = document.getElementById("token-form");
-  if (form) {
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
-      show(location.href, false);
-    });
-  }
 }
-
-// With a token, links and filter forms load through fetch (the header cannot ride on a
-// plain navigation); without one the browser navigates as usual.
-document.addEventListener("click", (event) => {
-  const link = event.target.closest && event.target.closest("a[href]");
-  if (!token() || !link || link.origin !== location.origin || event.ctrlKey || event.metaKey) return;
-  event.preventDefault();
-  show(link.href, true);
-});
-
-document.addEventListener("submit", (event) => {
-  const form = event.target;
-  if (!token() || form.id === "token-form" || form.method.toLowerCase() !== "get") return;
-  event.preventDefault();
-  const query = new URLSearchParams(new FormData(form));
-  for (const [name, value] of Array.from(query.entries())) if (!value) query.delete(name);
-  const url = new URL(form.action, location.href);
-  url.search = query.toString();
-  show(url.href, true);
-});
-
-window.addEventListener("popstate", () => show(location.href, false));
 
 document.addEventListener("DOMContentLoaded", () => {
   wire();
   wireNotify();
   showNeeding();
   const main = document.getElementById("main");
-  if (main && main.dataset.page === "" && token()) show(location.href, false);
+  if (!main || main.dataset.page === "") return; // locked: nothing to keep live
   document.getElementById("refresh").hidden = false;
   setInterval(refresh, REFRESH_MS);
 });
