@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint bench browser claude shells
+.PHONY: install run test lint bench browser claude shells proxy
 
 # Real Claude Code for its tests (npm ships a native binary); tmux for its interactive
 # sessions. Without npm they are skipped, and say so.
@@ -57,7 +57,15 @@ shells:
 	  || (command -v apt-get >/dev/null && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh fish >/dev/null) \
 	  || echo "no zsh or fish: their shell integration tests will be skipped"
 
-test: install browser claude shells
+# Debian's nginx, for the dashboard behind a reverse proxy under a sub-path; without apt
+# or root that test is skipped, and says so.
+proxy:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx \
+	  || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null) \
+	  || (command -v apt-get >/dev/null && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null) \
+	  || echo "no nginx: the sub-path test will be skipped"
+
+test: install browser claude shells proxy
 	$(BIN)/python -m pytest
 
 lint: install

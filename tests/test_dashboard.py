@@ -5,12 +5,17 @@ components, some carrying XSS probes. Screenshots go to artifacts/dashboard/."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import os
 import shutil
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +23,7 @@ from typing import Any, ClassVar
 import pytest
 
 from conftest import start_payload
-from mcp_helpers import http_server, mint_token
+from mcp_helpers import free_port, http_server, mint_token
 from session_buddy.app.service import SessionService
 from session_buddy.core import SessionLifecycleManager
 from session_buddy.timestamps import format_micros, now_micros
@@ -415,4 +420,89 @@ def test_the_title_counts_who_needs_you_and_notifies_when_asked(
         assert page.title() == "(2) session-buddy: sessions"
         assert page.locator("#needs-you").inner_text() == "2 need you"
         assert first not in body  # told once, when it began to wait
+        context.close()
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}/body;
+  proxy_temp_path {folder}/proxy;
+  fastcgi_temp_path {folder}/fastcgi;
+  uwsgi_temp_path {folder}/uwsgi;
+  scgi_temp_path {folder}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location /sb/ {{
+      proxy_pass http://127.0.0.1:{upstream}/;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-Prefix /sb;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}
+"""
+
+
+@contextmanager
+def nginx(folder: Path, upstream: str) -> Iterator[str]:
+    """A real nginx serving the server at `upstream` under /sb/; yields its /sb URL."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must install nginx for the sub-path test")
+        pytest.skip("needs nginx (apt install nginx)")
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(folder=folder, port=port, upstream=upstream.rsplit(":", 1)[1])
+    )
+    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(folder)])
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/sb"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_behind_nginx_under_a_sub_path_assets_load_and_login_works(
+    browser: Browser, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'proxied.db'}"
+    in_a_thread(seed(url, "http://127.0.0.1:9"))
+    reader = mint_token(url, SECRET, "sessions:read")
+    with http_server(url, SESSION_BUDDY_SECRET=SECRET) as (base, _), nginx(tmp_path, base) as sb:
+        context = browser.new_context()
+        page = context.new_page()
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+        page.goto(f"{sb}/")
+        assert page.locator("#token").is_visible()
+        color = page.evaluate("getComputedStyle(document.querySelector('header')).display")
+        assert color == "flex"  # the stylesheet came, from /sb/static/
+        page.fill("#token", reader)
+        page.click("#token-form button")
+        page.wait_for_selector("#now")
+        assert page.url == f"{sb}/"
+        [cookie] = context.cookies()
+        assert cookie["path"] == "/sb"
+        page.click("nav a:has-text('Sessions')")
+        page.wait_for_selector("#list tbody tr")
+        assert page.url == f"{sb}/sessions"
+        page.click("#list tbody tr a.sid >> nth=0")
+        page.wait_for_selector("#detail")
+        assert page.url.startswith(f"{sb}/sessions/")
+        page.click("form.logout button")
+        page.wait_for_selector("#token")
+        assert page.url == f"{sb}/"
+        assert missing == []
         context.close()

@@ -100,3 +100,23 @@ async def test_a_start_waits_for_records_written_beside_it_on_postgresql() -> No
             assert started.session_id is not None
             record = await manager.get_session(started.session_id)
     assert record is not None and record["usage"]["api_requests"] == 2
+
+
+async def test_usage_that_waits_longer_than_seven_days_for_its_start_goes(
+    database_url: str,
+) -> None:
+    clock = [now_micros()]
+    async with SessionLifecycleManager(database_url, clock=lambda: clock[0]) as manager:
+
+        async def waiting() -> int:
+            row = await manager.store.read(
+                lambda tx: tx.one("SELECT COUNT(*) AS n FROM session_usage")
+            )
+            return int(row["n"]) if row else -1
+
+        await manager.record_usage({"never-started": reported(1, clock[0])})
+        await manager.upkeep(None)
+        assert await waiting() == 1
+        clock[0] += 8 * 86_400_000_000
+        await manager.upkeep(None)
+        assert await waiting() == 0

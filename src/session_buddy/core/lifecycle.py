@@ -359,7 +359,8 @@ class SessionLifecycleManager:
         manager's clock)."""
         reaped = await self.reap()
         forgotten = self.clock() - int(USAGE_WAITS / timedelta(microseconds=1))
-        await self.store.write(lambda tx: usage.forget_waiting(tx, forgotten))
+        if await self.store.read(lambda tx: usage.anything_stale(tx, forgotten)):
+            await self.store.write(lambda tx: usage.forget_waiting(tx, forgotten))
         if retention is None:
             return reaped, None
         cutoff = self.clock() - int(retention / timedelta(microseconds=1))

@@ -171,6 +171,20 @@ def forget(tx: Tx, session_id: str) -> None:
         tx.run(f"DELETE FROM {table} WHERE session_id = $1", (session_id,))
 
 
+def anything_stale(tx: Tx, cutoff_us: int) -> bool:
+    """Is there usage, or a cumulative series, that forget_waiting would delete? (A
+    read first: a write that changes nothing would still tell a failing store's health
+    that writes work again.)"""
+    return (
+        tx.one(
+            "SELECT 1 AS found FROM session_usage WHERE session_id IS NULL AND last_us < $1 "
+            "UNION ALL SELECT 1 AS found FROM usage_series WHERE updated_us < $1 LIMIT 1",
+            (cutoff_us,),
+        )
+        is not None
+    )
+
+
 def forget_waiting(tx: Tx, cutoff_us: int) -> int:
     """Delete usage that waited since before `cutoff_us` for a session that never came,
     and cumulative series last updated then; how many rows went."""
