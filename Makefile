@@ -10,6 +10,9 @@ BIN = $(VENV)/bin
 # sessions. Without npm they are skipped, and say so.
 CLAUDE_CODE_VERSION ?= 2.1.197
 CLAUDE = .cache/claude-code/node_modules/.bin/claude
+# axe-core, run inside the dashboard's pages by the accessibility test.
+AXE_VERSION ?= 4.14.1
+AXE = .cache/axe/node_modules/axe-core/axe.min.js
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +36,17 @@ run: $(BIN)/.served
 	$(BIN)/session-buddy serve --http --port $(PORT)
 
 # Debian's chromium for the dashboard's browser tests (Playwright cannot download one
-# here); without apt or root they are skipped, and say so.
+# here), and axe-core from npm for its accessibility test; without apt or npm they are
+# skipped, and say so.
 browser:
 	@command -v chromium >/dev/null \
 	  || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null) \
 	  || (command -v apt-get >/dev/null && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null) \
 	  || echo "no chromium: the dashboard's browser tests will be skipped"
+	@test -f $(AXE) \
+	  || (command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
+	      --prefix .cache/axe axe-core@$(AXE_VERSION)) \
+	  || echo "no npm: the dashboard's accessibility test will be skipped"
 
 claude:
 	@test -x $(CLAUDE) && $(CLAUDE) --version | grep -q '^$(CLAUDE_CODE_VERSION) ' \

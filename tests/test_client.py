@@ -88,7 +88,7 @@ async def test_emitter_records_every_way_a_shell_can_leave(tmp_path: Path) -> No
     assert (clean["status"], clean["end_reason"], clean["exit_code"]) == ("ended", "exit", 0)
     assert 0.3 <= clean["duration_seconds"] < 10
     crash = await stored(database_url, outcomes["crash"][0])
-    assert (crash["status"], crash["end_reason"]) == ("crashed", "exception:RuntimeError")
+    assert (crash["status"], crash["end_reason"]) == ("crashed", "exception:RuntimeError: boom")
     term = await stored(database_url, outcomes["sigterm"][0])
     assert (term["status"], term["end_reason"], term["exit_code"]) == (
         "crashed",

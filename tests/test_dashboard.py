@@ -172,7 +172,8 @@ def test_the_overview_shows_each_section(
     failing = page.locator("#now tbody tr", has_text=ids["cl-fail"])
     assert "failing rate_limit" in " ".join(failing.inner_text().split())
     assert page.locator("#ends .state-crashed").count() >= 1
-    assert page.locator("#components svg.chart").count() == 2
+    assert page.locator("#components .charts:not(.small) svg.chart").count() == 2
+    assert page.locator("#components .charts.small svg.chart").count() == 4  # one a component
     assert page.locator("#components svg rect.state-crashed").count() >= 1
     assert "crash-free" in page.locator("#components").inner_text()
     for row in page.locator("#now tbody tr a.sid").all():
@@ -506,3 +507,130 @@ def test_behind_nginx_under_a_sub_path_assets_load_and_login_works(
         assert page.url == f"{sb}/"
         assert missing == []
         context.close()
+
+
+AXE = Path(__file__).resolve().parent.parent / ".cache" / "axe" / "node_modules" / "axe-core"
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def _pages(ids: dict[str, str]) -> dict[str, str]:
+    return {"overview": "/", "sessions": "/sessions", "detail": f"/sessions/{ids['backup']}"}
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_page_fits_its_screen_in_both_themes(
+    browser: Browser, site: tuple[str, dict[str, str]], size: str, theme: str
+) -> None:
+    base, ids = site
+    context = browser.new_context(viewport=SIZES[size], color_scheme=theme)  # type: ignore[arg-type]
+    page = context.new_page()
+    for name, path in _pages(ids).items():
+        page.goto(f"{base}{path}")
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{name} scrolls sideways by {wide} px at {size}"
+        shoot(page, f"{name}-{size}-{theme}")
+    page.goto(f"{base}/")
+    height = SIZES[size]["height"]
+    first = page.locator("#now tbody tr").first
+    for label in ("state", "activity", "component", "running for"):
+        cell = first.locator(f'td[data-label="{label}"]')
+        if cell.count():
+            box = cell.bounding_box()
+            assert box is not None and box["y"] + box["height"] <= height, label
+    page.goto(f"{base}/sessions")
+    row = page.locator("#list tbody tr").first
+    for label in ("state", "activity", "component"):
+        box = row.locator(f'td[data-label="{label}"]').bounding_box()
+        assert box is not None and box["y"] + box["height"] <= height, label
+    context.close()
+
+
+def test_charts_have_a_legend_and_leave_an_empty_hour_empty(
+    browser: Browser, site: tuple[str, dict[str, str]]
+) -> None:
+    base, _ = site
+    page = browser.new_page(viewport=SIZES["desktop"])
+    page.goto(f"{base}/")
+    assert page.locator("#components .legend li").all_inner_texts() == [
+        "ended",
+        "crashed",
+        "abandoned",
+        "active",
+    ]
+    chart = page.locator("#components .charts:not(.small) svg.chart").first
+    # The seeded sessions started in the last 12 hours: the first hours of the 24-hour
+    # window are there, empty, so the first bar stands right of the middle.
+    first_bar = min(
+        float(x) for x in chart.locator("rect").evaluate_all("r => r.map(e => e.getAttribute('x'))")
+    )
+    assert first_bar > 480 / 2
+    ticks = chart.locator("text.tick").evaluate_all("t => t.map(e => e.textContent)")
+    assert len(ticks) >= 4 and all(len(t) == 5 for t in ticks[2:])  # "HH:00" labels
+    label_size = page.evaluate(
+        "parseFloat(getComputedStyle(document.querySelector('#components svg text.tick')).fontSize)"
+    )
+    page.set_viewport_size(SIZES["phone"])
+    scale = chart.bounding_box()["width"] / 480  # type: ignore[index]
+    assert label_size * scale >= 9  # readable on a phone: ~10 px
+    page.close()
+
+
+@pytest.mark.skipif(not AXE.exists(), reason="axe-core is installed by `make browser` (npm)")
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("size", list(SIZES))
+def test_no_serious_accessibility_violations(
+    browser: Browser, site: tuple[str, dict[str, str]], size: str, theme: str
+) -> None:
+    """axe-core run in the page (the test's context sets the CSP aside to load it)."""
+    base, ids = site
+    context = browser.new_context(
+        viewport=SIZES[size],
+        color_scheme=theme,  # type: ignore[arg-type]
+        bypass_csp=True,
+    )
+    page = context.new_page()
+    found = {}
+    for name, path in _pages(ids).items():
+        page.goto(f"{base}{path}")
+        page.add_script_tag(path=str(AXE / "axe.min.js"))
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        bad = [
+            f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}"
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        if bad:
+            found[name] = bad
+    context.close()
+    assert found == {}
+
+
+def test_tables_sort_from_the_keyboard(browser: Browser, site: tuple[str, dict[str, str]]) -> None:
+    base, _ = site
+    page = browser.new_page(viewport=SIZES["desktop"])
+    page.goto(f"{base}/sessions")
+    header = page.locator("#list th", has_text="component")
+    header.focus()
+    page.keyboard.press("Enter")
+    assert header.get_attribute("aria-sort") == "ascending"
+    names = page.locator('#list td[data-label="component"]').all_inner_texts()
+    assert names == sorted(names, key=str.lower)
+    page.keyboard.press(" ")
+    assert header.get_attribute("aria-sort") == "descending"
+    page.close()
+
+
+def test_an_expired_token_is_named_as_such(browser: Browser, tmp_path: Path) -> None:
+    import jwt
+
+    url = f"sqlite:///{tmp_path / 'expired.db'}"
+    claims = {"aud": "session-buddy", "sub": "me", "scope": "sessions:read", "exp": 1}
+    expired = jwt.encode(claims, SECRET, algorithm="HS256")
+    with http_server(url, SESSION_BUDDY_SECRET=SECRET) as (base, _):
+        page = browser.new_page()
+        page.goto(f"{base}/")
+        page.fill("#token", expired)
+        page.click("#token-form button")
+        assert "That token has expired" in page.locator("#locked .error").inner_text()
+        page.close()

@@ -39,7 +39,7 @@ async def test_async_context_manager_on_the_local_store(tmp_path: Path, spool: S
             assert await emitter.heartbeat()
             raise ValueError("boom")
     record = await stored(database_url, emitter.session_id)
-    assert (record["status"], record["end_reason"]) == ("crashed", "exception:ValueError")
+    assert (record["status"], record["end_reason"]) == ("crashed", "exception:ValueError: boom")
     assert spool.listing((PENDING, REJECTED, QUARANTINED)) == []  # delivered, nothing kept
 
 

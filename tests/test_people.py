@@ -89,7 +89,7 @@ async def test_time_flags_as_people_type_them(tmp_path: Path) -> None:
 async def test_a_remote_server_answers_every_data_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'people.db'}"
     ids = await stored(url)
-    secret = {"SESSION_BUDDY_SECRET": "people-secret"}
+    secret = {"SESSION_BUDDY_SECRET": "people-secret-0123456789abcdefghijklmnop"}
     minted = cli(url, "token", "create", "--scope", "sessions:read", **secret).stdout.split()[-1]
     elsewhere = f"sqlite:///{tmp_path / 'nothing-here.db'}"  # the CLI's own store is empty
     with http_server(url, **secret) as (base, _):

@@ -269,6 +269,10 @@ class _Unreachable:
         pass
 
 
+# Characters of an exception's message its session's end reason keeps (one line).
+EXCEPTION_SHOWN = 120
+
+
 def _exit_of(exc_type: type[BaseException] | None, exc: BaseException | None) -> tuple[int, str]:
     """Exit code and reason for leaving with this exception (or none)."""
     if exc_type is None:
@@ -280,4 +284,5 @@ def _exit_of(exc_type: type[BaseException] | None, exc: BaseException | None) ->
         return (code if isinstance(code, int) else 1), "exit"
     if issubclass(exc_type, KeyboardInterrupt):
         return 130, "signal:SIGINT"
-    return 1, f"exception:{exc_type.__name__}"
+    message = " ".join(str(exc).split())[:EXCEPTION_SHOWN] if exc is not None else ""
+    return 1, f"exception:{exc_type.__name__}" + (f": {message}" if message else "")

@@ -213,6 +213,11 @@ class SessionLifecycleManager:
         plain_text("session_id", session_id)
         return await self.store.read(lambda tx: queries.fetch_session(tx, session_id))
 
+    async def linked_to(self, session_id: str, limit: int = 50) -> dict[str, Any]:
+        """The sessions that continue this one, and its subagents."""
+        plain_text("session_id", session_id)
+        return await self.store.read(lambda tx: queries.linked_to(tx, session_id, limit))
+
     async def most_frequent_components(self, limit: int) -> list[str]:
         return await self.store.read(lambda tx: queries.most_frequent_components(tx, limit))
 

@@ -46,6 +46,25 @@ def fetch_session(tx: Tx, session_id: str) -> dict[str, Any] | None:
     return to_record(row) | {"usage": usage.of_session(tx, session_id)} if row else None
 
 
+LINKS = {"continued_by": "previous_session_id", "subagents": "parent_session_id"}
+
+
+def linked_to(tx: Tx, session_id: str, limit: int) -> dict[str, list[dict[str, Any]]]:
+    """The sessions that continue this one (a resume, a fork) and its subagents, oldest
+    first, at most `limit` of each."""
+    return {
+        name: with_usage(
+            tx,
+            tx.all(
+                f"SELECT {RECORD_COLUMNS} FROM sessions WHERE {column} = $1 "
+                "ORDER BY started_us, session_id LIMIT $2",
+                (session_id, limit),
+            ),
+        )
+        for name, column in LINKS.items()
+    }
+
+
 def with_usage(tx: Tx, rows: list[Row]) -> list[dict[str, Any]]:
     """Rows selected with RECORD_COLUMNS as records, each with its usage sums."""
     sums = usage.summaries(tx, [str(row["session_id"]) for row in rows])
@@ -441,13 +460,15 @@ def summarize(
     counts: dict[Group, dict[str, Any]], durations: dict[Group, list[float]]
 ) -> dict[str, Any]:
     """A dashboard's aggregates of one window from its counts per (key, bucket) and its
-    durations per key: stats per key, per bucket (no percentiles) and over all, and the
-    duration histogram."""
+    durations per key: stats per key, per bucket (no percentiles), per key and bucket,
+    and over all, and the duration histogram."""
     every = sorted(chain.from_iterable(durations.values()))
     per_key: dict[Group, dict[str, Any]] = {}
     per_bucket: dict[Group, dict[str, Any]] = {}
+    series: dict[Any, list[dict[str, Any]]] = {}
     total: dict[str, Any] = {}
     for (key, bucket), states in counts.items():
+        series.setdefault(key, []).append(_group_stats((key, bucket), states, None))
         for into in (
             per_key.setdefault((key, None), {}),
             per_bucket.setdefault((None, bucket), {}),
@@ -466,6 +487,7 @@ def summarize(
         ],
         "total": _group_stats((None, None), total, ranked(every)) if total else None,
         "histogram": _histogram(every),
+        "series": series,  # each key's buckets, for a chart per key
     }
 
 

@@ -27,9 +27,11 @@ from session_buddy.amounts import count, money
 from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import INTERNAL_ERROR, STORE_UNAVAILABLE, SessionService
 from session_buddy.core.errors import InvalidArgument, StoreUnavailable
-from session_buddy.core.records import FILTER_COLUMNS, GROUP_KEYS
+from session_buddy.core.records import BUCKETS, FILTER_COLUMNS, GROUP_KEYS
+from session_buddy.core.states import ACTIVITIES
 from session_buddy.timestamps import (
     format_micros,
+    from_micros,
     human_age,
     human_duration,
     parse_timestamp,
@@ -250,11 +252,38 @@ def _check_window(since: str, until: str | None) -> None:
 
 
 def _bucket_label(bucket: str) -> Any:
+    """A bucket's start as an axis names it, in UTC as buckets are cut."""
+
     def label(group: dict[str, Any]) -> str:
-        start = parse_timestamp(group["bucket"]).astimezone()
+        start = from_micros(group["bucket_us"]) if "bucket_us" in group else None
+        start = start or parse_timestamp(group["bucket"])
         return start.strftime("%H:00" if bucket == "hour" else "%m-%d")
 
     return label
+
+
+SMALL_CHARTS = 8  # components with a chart of their own, the busiest first
+
+
+def _charts(summary: dict[str, Any], bucket: str, since: str, until: str | None) -> Any:
+    """The window's chart and one per component, every bucket of the window in place."""
+    size = BUCKETS[bucket]
+    since_us = to_micros(parse_timestamp(since))
+    until_us = to_micros(parse_timestamp(until)) if until else to_micros(datetime.now(UTC))
+    label = _bucket_label(bucket)
+
+    def start(group: dict[str, Any]) -> int:
+        return int(to_micros(parse_timestamp(group["bucket"])))
+
+    def chart(groups: list[dict[str, Any]], title: str) -> str:
+        whole = charts.whole_window(groups, since_us, until_us, size, start)
+        return charts.stacked_bars(whole, label, title)
+
+    busiest = sorted(summary["series"].items(), key=lambda item: -sum(g["total"] for g in item[1]))
+    return chart(summary["buckets"], f"sessions per {bucket} by final state"), [
+        {"key": key, "chart": chart(groups, f"{key}: sessions per {bucket}")}
+        for key, groups in busiest[:SMALL_CHARTS]
+    ]
 
 
 async def _overview(service: SessionService, request: Request, needs_you: list[str]) -> str:
@@ -270,6 +299,7 @@ async def _overview(service: SessionService, request: Request, needs_you: list[s
         active["sessions"], key=lambda s: (ACTIVITY_ORDER.get(s["activity"] or "", 4),)
     )
     total = summary["total"]
+    bars, small_charts = _charts(summary, bucket, since, until)
     return render(
         request,
         "overview.html",
@@ -291,9 +321,9 @@ async def _overview(service: SessionService, request: Request, needs_you: list[s
             group | {"label": _bucket_label(bucket)(group)} for group in summary["spend"]
         ],
         components=[_crash_free(group) for group in summary["groups"]],
-        bars=charts.stacked_bars(
-            summary["buckets"], _bucket_label(bucket), f"sessions per {bucket} by final state"
-        ),
+        bars=bars,
+        small_charts=small_charts,
+        legend=charts.legend(),
         histogram=charts.histogram(
             summary["histogram"],
             total["duration_p50"] if total else None,
@@ -327,6 +357,7 @@ async def _sessions(service: SessionService, request: Request, needs_you: list[s
         needs_you=needs_you,
         filters=filters,
         statuses=("active", "ended", "crashed", "abandoned"),
+        activities=ACTIVITIES,
         sessions=page["sessions"],
         next_query=next_query,
         first_query=urlencode(filters) if cursor else None,
@@ -347,6 +378,9 @@ async def _detail(service: SessionService, request: Request, needs_you: list[str
     more = len(events) > EVENTS_PAGE
     events = events[:EVENTS_PAGE]
     children = []
+    links: dict[str, Any] = {}
+    if record.get("status") != "not_found":
+        links = await service.manager.linked_to(session_id, PAGE)
     if record.get("external_id") and record.get("status") != "not_found":
         linked = await service.list_sessions(external_id=record["external_id"], limit=PAGE)
         children = [s for s in linked["sessions"] if s["session_id"] != session_id]
@@ -361,6 +395,8 @@ async def _detail(service: SessionService, request: Request, needs_you: list[str
         earlier=int(after) > 0,
         next_events=events[-1]["id"] if more else None,
         same_external=children,
+        continued_by=links.get("continued_by", []),
+        subagents=links.get("subagents", []),
         pretty=_pretty,
     )
 

@@ -316,6 +316,20 @@ MIGRATIONS += (
     ),
 )
 
+# The dashboard links a session to the sessions that continue it and to its subagents.
+MIGRATIONS += (
+    Migration(
+        9,
+        "links to continuations and subagents",
+        (
+            "CREATE INDEX sessions_by_parent ON sessions (parent_session_id, started_us) "
+            "WHERE parent_session_id IS NOT NULL",
+            "CREATE INDEX sessions_by_previous ON sessions (previous_session_id, started_us) "
+            "WHERE previous_session_id IS NOT NULL",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 _ID_COLUMN = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",

@@ -100,9 +100,16 @@ function sortBy(table, column, th) {
 }
 
 function wire() {
-  document.querySelectorAll("table.sortable th").forEach((th, index) => {
+  document.querySelectorAll("table.sortable th").forEach((th) => {
     th.tabIndex = 0;
-    th.addEventListener("click", () => sortBy(th.closest("table"), th.cellIndex, th));
+    const sort = () => sortBy(th.closest("table"), th.cellIndex, th);
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        sort();
+      }
+    });
   });
 }
 
