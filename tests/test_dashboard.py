@@ -634,3 +634,38 @@ def test_an_expired_token_is_named_as_such(browser: Browser, tmp_path: Path) -> 
         page.click("#token-form button")
         assert "That token has expired" in page.locator("#locked .error").inner_text()
         page.close()
+
+
+async def family(url: str) -> dict[str, str]:
+    """A Claude Code session with a subagent, ended and resumed: ids by role."""
+    async with SessionLifecycleManager(url) as manager:
+        service = SessionService(manager)
+        now = now_micros()
+
+        async def start(at: int, **metadata: str) -> str:
+            event = start_payload(component_name="claude-code", timestamp=format_micros(at))
+            event["metadata"] = metadata
+            return str((await service.start(event)).session_id)
+
+        first = await start(now - 60_000_000, external_id="claude-1")
+        agent = await start(now - 50_000_000, external_id="agent-1", parent_external_id="claude-1")
+        await service.end({"session_id": agent, "timestamp": format_micros(now - 40_000_000)})
+        await service.end({"session_id": first, "timestamp": format_micros(now - 30_000_000)})
+        resumed = await start(now - 20_000_000, external_id="claude-1")
+        return {"first": first, "agent": agent, "resumed": resumed}
+
+
+def test_links_go_both_ways(browser: Browser, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'family.db'}"
+    ids = in_a_thread(family(url))
+    with http_server(url) as (base, _):
+        page = browser.new_page()
+        page.goto(f"{base}/sessions/{ids['first']}")
+        links = page.locator("#detail ul.links")
+        assert links.nth(0).locator("a.sid").inner_text() == ids["resumed"]  # continued by
+        assert links.nth(1).locator("a.sid").inner_text() == ids["agent"]  # its subagent
+        page.click(f"a.sid:has-text('{ids['agent']}')")
+        page.wait_for_url(f"**/sessions/{ids['agent']}")
+        page.click(f"a.sid:has-text('{ids['first']}')")  # and back to its parent
+        page.wait_for_url(f"**/sessions/{ids['first']}")
+        page.close()

@@ -92,6 +92,7 @@ async def a_servers_work(path: Path) -> None:
             await manager.session_stats(key, status="ended")
         await manager.overview(WINDOW, bucket="hour", hostname="server01")
         await manager.get_session(ids[0])
+        await manager.linked_to(ids[0])
         await manager.session_events(ids[0])
         await manager.most_frequent_components(10)
         await manager.active_count()
