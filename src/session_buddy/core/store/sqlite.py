@@ -225,6 +225,7 @@ class SQLiteStore:
         outcomes: list[Done] = []
         alone = len(batch) == 1
         tx = SQLiteTx(connection)
+        changes = connection.total_changes
         try:
             begin_waiting(connection)
             for work in batch:
@@ -248,7 +249,9 @@ class SQLiteStore:
                     connection.execute("ROLLBACK")
             failed = self._store_error(exc)
             return [(None, failed)] * len(batch)
-        if any(error is None for _, error in outcomes):
+        # Only a commit that wrote something shows that writes work again: one that
+        # changed nothing (a reaper run with nobody to reap) never touched the disk.
+        if any(error is None for _, error in outcomes) and connection.total_changes > changes:
             self.failing = None
         return outcomes
 
