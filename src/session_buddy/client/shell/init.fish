@@ -12,9 +12,11 @@ if status is-interactive; and not set -q __sb_file
   echo -n > $__sb_file
   set -g __sb_last (date +%%s)
   # A line of sh, detached from this shell and its terminal: nothing here waits for it,
-  # so each send may take its time (--timeout 5) before it spools.
+  # so each send may take its time (--timeout 5) before it spools. nohup first: a
+  # terminal that closes as the shell exits hangs up its process group, which the forked
+  # child is still in until setsid runs (under load, the end was lost so).
   function __sb_bg
-    command setsid -f sh -c $argv[1] </dev/null >/dev/null 2>&1
+    command nohup setsid -f sh -c $argv[1] </dev/null >/dev/null 2>&1
   end
   set -g __sb_beat "sid=\$(cat '$__sb_file'); [ -n \"\$sid\" ] && $__sb_cmd emit heartbeat --timeout 5 --session-id \"\$sid\""
   __sb_bg "$__sb_cmd emit start --timeout 5 --component '$__sb_component' --shell-type fish --pid $fish_pid > '$__sb_file.new' && mv '$__sb_file.new' '$__sb_file'"

@@ -10,7 +10,7 @@ if %(interactive)s && [ -z "${__sb_file-}" ]; then
   # A line of sh, detached from this shell and its terminal: nothing here waits for it,
   # so each send may take its time (--timeout 5) before it spools.
   if command -v setsid >/dev/null 2>&1; then
-    __sb_bg() { ( setsid sh -c "$1" </dev/null >/dev/null 2>&1 & ) ; }
+    __sb_bg() { ( nohup setsid sh -c "$1" </dev/null >/dev/null 2>&1 & ) ; }
   else  # macOS has no setsid
     __sb_bg() { ( nohup sh -c "$1" </dev/null >/dev/null 2>&1 & ) ; }
   fi
