@@ -435,6 +435,13 @@ def session_stats(tx: Tx, spec: StatsSpec) -> list[dict[str, Any]]:
     ]
 
 
+# Sessions with reported usage are few beside all sessions: read them first, and each
+# one's session by its key (SQLite takes CROSS JOIN as that order; PostgreSQL plans it
+# as any join). Reading a window's sessions first and probing for usage cost a 30-day
+# dashboard page ~13 ms at 1,000,000 sessions.
+_USAGE_FIRST = "session_usage u CROSS JOIN sessions WHERE sessions.session_id = u.session_id"
+
+
 def usage_totals(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
     """The cost and tokens of the sessions that match the spec, per group."""
     key, bucket = spec.groups()
@@ -443,8 +450,8 @@ def usage_totals(tx: Tx, spec: StatsSpec) -> dict[Group, dict[str, Any]]:
     sums = ", ".join(f"SUM(u.{name}) AS {name}" for name in GROUP_USAGE)
     rows = tx.all(
         f"SELECT {key or 'NULL'} AS key, {bucket or 'NULL'} AS bucket, {sums} "
-        "FROM session_usage u JOIN sessions ON sessions.session_id = u.session_id "
-        f"WHERE 1 = 1{spec.where(param)}{' GROUP BY ' + grouped if grouped else ''}",
+        f"FROM {_USAGE_FIRST}{spec.where(param)}"
+        f"{' GROUP BY ' + grouped if grouped else ''}",
         param.values,
     )
     return {
@@ -533,8 +540,7 @@ def costliest(tx: Tx, spec: StatsSpec, limit: int) -> list[dict[str, Any]]:
     where = spec.where(param)
     columns = ", ".join(f"sessions.{column.strip()}" for column in RECORD_COLUMNS.split(","))
     rows = tx.all(
-        f"SELECT {columns} FROM session_usage u JOIN sessions "
-        f"ON sessions.session_id = u.session_id WHERE u.cost_usd > 0{where} "
+        f"SELECT {columns} FROM {_USAGE_FIRST} AND u.cost_usd > 0{where} "
         f"ORDER BY u.cost_usd DESC, sessions.session_id LIMIT {param(limit)}",
         param.values,
     )
