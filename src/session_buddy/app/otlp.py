@@ -177,7 +177,7 @@ def _json_document(body: bytes, top: str) -> list[Any]:
 
 
 def _items(holder: Any, name: str) -> list[Any]:
-    found = holder.get(name) if isinstance(holder, dict) else None
+    found = _field(holder, name)
     if found is None:
         return []
     if not isinstance(found, list):

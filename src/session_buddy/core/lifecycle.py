@@ -359,13 +359,13 @@ class SessionLifecycleManager:
         return await retention_prune(self.store, cutoff, dry_run=dry_run)
 
     async def upkeep(self, retention: timedelta | None) -> tuple[list[str], PruneReport | None]:
-        """One run of a server's reaper: abandon silent and gone sessions, then, with a
+        """One run of a server's reaper: abandon silent and gone sessions, drop usage
+        that waited longer than USAGE_WAITS for its session's start, then, with a
         `retention`, prune finished sessions quiet for longer than that (by this
         manager's clock)."""
         reaped = await self.reap()
         forgotten = self.clock() - int(USAGE_WAITS / timedelta(microseconds=1))
-        if await self.store.read(lambda tx: usage.anything_stale(tx, forgotten)):
-            await self.store.write(lambda tx: usage.forget_waiting(tx, forgotten))
+        await self.store.write(lambda tx: usage.forget_waiting(tx, forgotten))
         if retention is None:
             return reaped, None
         cutoff = self.clock() - int(retention / timedelta(microseconds=1))

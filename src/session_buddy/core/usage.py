@@ -77,10 +77,10 @@ class _Owner:
         self.external_key = external_key
         if session_id is not None:
             self.where, self.key = "session_id = $1", session_id
-            self.conflict = "WHERE session_id IS NOT NULL"
+            self.column, self.conflict = "session_id", "WHERE session_id IS NOT NULL"
         else:
             self.where, self.key = "session_id IS NULL AND external_key = $1", external_key
-            self.conflict = "WHERE session_id IS NULL"
+            self.column, self.conflict = "external_key", "WHERE session_id IS NULL"
 
 
 _SUMMED = ", ".join(f"{name} = session_usage.{name} + excluded.{name}" for name in COUNTERS)
@@ -127,17 +127,16 @@ def record(tx: Tx, external_key: str, usage: Usage) -> str | None:
     chosen = started[-1] if started else sessions[0] if sessions else None
     session_id = str(chosen["session_id"]) if chosen is not None else None
     owner = _Owner(session_id, external_key)
-    key = "session_id" if session_id is not None else "external_key"
     counts = [usage.counts[name] for name in COUNTERS]
     tx.run(
-        _UPSERT_USAGE.format(key=key, conflict=owner.conflict),
+        _UPSERT_USAGE.format(key=owner.column, conflict=owner.conflict),
         (session_id, external_key, *counts, usage.first_us, usage.last_us),
     )
-    _add_details(tx, owner, key, usage)
+    _add_details(tx, owner, usage)
     return session_id
 
 
-def _add_details(tx: Tx, owner: _Owner, key: str, usage: Usage) -> None:
+def _add_details(tx: Tx, owner: _Owner, usage: Usage) -> None:
     known: dict[str, set[str]] = {kind: set() for kind in DETAIL_KINDS}
     for row in tx.all(f"SELECT kind, name FROM usage_details WHERE {owner.where}", (owner.key,)):
         known.setdefault(str(row["kind"]), set()).add(str(row["name"]))
@@ -150,7 +149,7 @@ def _add_details(tx: Tx, owner: _Owner, key: str, usage: Usage) -> None:
         into = merged.setdefault((kind, name), [0, 0, 0.0])
         for index, value in enumerate(sums):
             into[index] += value
-    upsert = _UPSERT_DETAIL.format(key=key, conflict=owner.conflict)
+    upsert = _UPSERT_DETAIL.format(key=owner.column, conflict=owner.conflict)
     for (kind, name), (count, failures, cost) in merged.items():
         tx.run(upsert, (owner.session_id, owner.external_key, kind, name, count, failures, cost))
 
@@ -169,20 +168,6 @@ def forget(tx: Tx, session_id: str) -> None:
     """Delete a pruned session's usage."""
     for table in ("session_usage", "usage_details"):
         tx.run(f"DELETE FROM {table} WHERE session_id = $1", (session_id,))
-
-
-def anything_stale(tx: Tx, cutoff_us: int) -> bool:
-    """Is there usage, or a cumulative series, that forget_waiting would delete? (A
-    read first: a write that changes nothing would still tell a failing store's health
-    that writes work again.)"""
-    return (
-        tx.one(
-            "SELECT 1 AS found FROM session_usage WHERE session_id IS NULL AND last_us < $1 "
-            "UNION ALL SELECT 1 AS found FROM usage_series WHERE updated_us < $1 LIMIT 1",
-            (cutoff_us,),
-        )
-        is not None
-    )
 
 
 def forget_waiting(tx: Tx, cutoff_us: int) -> int:
