@@ -19,7 +19,7 @@ PURE_WIRE = {"session_buddy.mcp.event_models", "session_buddy.timestamps", "sess
 # wire models), web, cli, runner, client.
 ALLOWED = {
     "session_buddy.timestamps": set(),
-    "session_buddy.amounts": set(),
+    "session_buddy.amounts": {"session_buddy.timestamps"},
     "session_buddy.config": set(),
     "session_buddy.processes": set(),
     "session_buddy.lazy": set(),

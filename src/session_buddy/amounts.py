@@ -1,6 +1,11 @@
-"""Amounts for people: money and counts, as the CLI and the dashboard show them."""
+"""Amounts for people: money, counts and a session's usage, as the CLI and the dashboard
+show them."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from session_buddy.timestamps import human_duration
 
 
 def money(usd: float | None) -> str:
@@ -18,3 +23,31 @@ def count(number: float | None) -> str:
         if number >= size:
             return f"{number / size:.1f}{suffix}"
     return f"{number:.0f}"
+
+
+def usage_lines(usage: dict[str, Any]) -> dict[str, str]:
+    """A session's usage as `sessions show` and its dashboard page list it, a line per
+    subject."""
+    lines = {
+        "cost": money(usage["cost_usd"]),
+        "api requests": f"{usage['api_requests']} ({usage['api_errors']} failed)",
+        "tokens": (
+            f"{count(usage['tokens'])}: {count(usage['input_tokens'])} in, "
+            f"{count(usage['output_tokens'])} out, {count(usage['cache_read_tokens'])} "
+            f"cache read, {count(usage['cache_creation_tokens'])} cache write"
+        ),
+        "tool calls": f"{usage['tool_calls']} ({usage['tool_failures']} failed)",
+        "prompts": str(usage["prompts"]),
+        "active time": human_duration(usage["active_seconds"]),
+    }
+    details = {
+        "models": [
+            f"{m['model']} {m['requests']}× {money(m['cost_usd'])}" for m in usage["models"]
+        ],
+        "tools": [
+            f"{t['tool']} {t['calls']}×" + (f" ({t['failures']} failed)" if t["failures"] else "")
+            for t in usage["tools"]
+        ],
+        "api errors": [f"{e['error']} {e['count']}×" for e in usage["errors"]],
+    }
+    return lines | {name: ", ".join(items) for name, items in details.items() if items}

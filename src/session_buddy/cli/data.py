@@ -128,7 +128,7 @@ def show_command(session_id: str, as_json: bool, target: Target) -> None:
         else:
             shown = "-" if value is None else str(value)
         table.add_row(field, shown)
-    for field, shown in render.usage_lines(record["usage"]).items() if record["usage"] else ():
+    for field, shown in amounts.usage_lines(record["usage"]).items() if record["usage"] else ():
         table.add_row(field, shown)
     console().print(table)
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from session_buddy import __version__
-from session_buddy.amounts import count, money
+from session_buddy.amounts import count, money, usage_lines
 from session_buddy.app.auth import READ_SCOPE, AuthError, Caller, bearer_token
 from session_buddy.app.service import INTERNAL_ERROR, STORE_UNAVAILABLE, SessionService
 from session_buddy.core.errors import InvalidArgument, StoreUnavailable
@@ -398,6 +398,7 @@ async def _detail(service: SessionService, request: Request, needs_you: list[str
         continued_by=links.get("continued_by", []),
         subagents=links.get("subagents", []),
         pretty=_pretty,
+        usage_lines=usage_lines,
     )
 
 
